@@ -1,0 +1,29 @@
+//! `start`: release a created container's init to exec the user process.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::{Container, EXEC_FIFO};
+use crate::error::{Error, Result};
+use crate::state::Status;
+
+impl Container {
+    /// Lets init exec the spec's process. Fails unless the container is `created`.
+    pub fn start(&self) -> Result<()> {
+        self.require(&[Status::Created], "start")?;
+        let fifo = self.dir.join(EXEC_FIFO);
+        // Non-blocking: if init is gone there is no reader and the open fails with ENXIO
+        // instead of hanging.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&fifo)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENXIO) => Error::WrongState { id: self.state.id.clone(), status: "stopped".into(), op: "start" },
+                _ => Error::io("open", &fifo, e),
+            })?;
+        file.write_all(&[0]).map_err(|e| Error::io("write to", &fifo, e))?;
+        fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))
+    }
+}

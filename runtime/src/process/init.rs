@@ -1,0 +1,404 @@
+//! The helper binary's side (`migrate-rt-init init|exec`): namespaces, the container's init,
+//! and processes exec'd into a running container.
+//!
+//! This code runs in a fresh single-threaded process, so forking and mount work are safe here.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::channel::{self, Message};
+use super::plan::{ExecPlan, InitPlan};
+use crate::rootfs::{self, StepError};
+use crate::syscall::process::{self as sys, ForkResult};
+
+/// The fd on which the helper finds its socket to the runtime.
+pub const SYNC_FD: i32 = 3;
+
+/// Entry point of `migrate-rt-init`. Never returns.
+pub fn main() -> ! {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let sock = match sys::inherited_fd(SYNC_FD) {
+        Ok(fd) => UnixStream::from(fd),
+        Err(e) => {
+            eprintln!("migrate-rt-init: {e} (this helper is started by the runtime, not by hand)");
+            std::process::exit(2);
+        }
+    };
+    let code = match mode.as_str() {
+        "init" => helper_init(sock),
+        "exec" => helper_exec(sock),
+        other => {
+            eprintln!("migrate-rt-init: unknown mode {other:?}");
+            2
+        }
+    };
+    std::process::exit(code)
+}
+
+fn fail(sock: &mut UnixStream, (step, message): StepError) -> i32 {
+    let _ = channel::send(sock, &Message::Failed { step, message });
+    1
+}
+
+fn step<T, E: std::fmt::Display>(name: impl Into<String>, r: Result<T, E>) -> Result<T, StepError> {
+    r.map_err(|e| (name.into(), e.to_string()))
+}
+
+/// Joins the namespaces that have a path, unshares the new ones, clones init, reports its PID.
+fn helper_init(mut sock: UnixStream) -> i32 {
+    let plan: InitPlan = match channel::recv(&mut sock) {
+        Ok(plan) => plan,
+        Err(e) => return fail(&mut sock, ("read plan".into(), e.to_string())),
+    };
+    let namespaces = plan
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    let mut new = CloneFlags::empty();
+    for ns in &namespaces {
+        let flag = CloneFlags::from_bits_truncate(ns.typ() as libc::c_int);
+        match ns.path() {
+            Some(path) => {
+                if let Err(e) = join_namespace(path, flag) {
+                    return fail(&mut sock, e);
+                }
+            }
+            // The cgroup namespace is unshared by init once it sits in its cgroup.
+            None if ns.typ() == LinuxNamespaceType::Cgroup => {}
+            None => new |= flag,
+        }
+    }
+    if let Err(e) = step("unshare namespaces", unshare(new)) {
+        return fail(&mut sock, e);
+    }
+    match sys::clone_parent() {
+        Err(e) => fail(&mut sock, ("clone init".into(), e.to_string())),
+        Ok(ForkResult::Parent(pid)) => match channel::send(&mut sock, &Message::Pid(pid.as_raw())) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        },
+        Ok(ForkResult::Child) => {
+            let err = container_init(&mut sock, &plan);
+            fail(&mut sock, err)
+        }
+    }
+}
+
+fn join_namespace(path: &Path, flag: CloneFlags) -> Result<(), StepError> {
+    let name = format!("join namespace {}", path.display());
+    let file = step(name.clone(), fs::File::open(path))?;
+    step(name, setns(file, flag))
+}
+
+/// Runs as the container's init (PID 1 of its namespace). Returns only on failure.
+fn container_init(sock: &mut UnixStream, plan: &InitPlan) -> StepError {
+    match prepare_init(sock, plan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepError> {
+    match step("wait for cgroup placement", channel::recv::<Message>(sock))? {
+        Message::Go => {}
+        other => return Err(("wait for cgroup placement".into(), format!("unexpected {other:?}"))),
+    }
+    let spec = &plan.spec;
+    let linux = spec.linux().as_ref();
+    let has_ns = |t: LinuxNamespaceType| {
+        linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|v| v.iter().any(|ns| ns.typ() == t && ns.path().is_none()))
+    };
+    if has_ns(LinuxNamespaceType::Cgroup) {
+        step("unshare cgroup namespace", unshare(CloneFlags::CLONE_NEWCGROUP))?;
+    }
+    step("setsid", nix::unistd::setsid())?;
+    // Opened before pivot_root, while the state directory is still reachable. Read-write so the
+    // open does not block; `start` opens it for writing and sends one byte.
+    let fifo = step(
+        format!("open {}", plan.exec_fifo.display()),
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&plan.exec_fifo),
+    )?;
+    rootfs::setup(spec, &plan.rootfs, plan.cgroup_v2)?;
+    if let Some(hostname) = spec.hostname() {
+        step("set hostname", nix::unistd::sethostname(hostname))?;
+    }
+    if let Some(domain) = spec.domainname() {
+        step("set domainname", set_domainname(domain))?;
+    }
+    for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        step(format!("set sysctl {key}"), fs::write(&path, value))?;
+    }
+    let process = spec.process().as_ref().ok_or(("read process".to_string(), "missing".to_string()))?;
+    if let Some(adj) = process.oom_score_adj() {
+        step("set oom_score_adj", fs::write("/proc/self/oom_score_adj", adj.to_string()))?;
+    }
+    let exe = finish_process(process)?;
+    step("report ready", channel::send(sock, &Message::Ready))?;
+    wait_for_start(fifo)?;
+    exec(&exe, process)
+}
+
+/// Applies everything of `process` that belongs to the new process itself and resolves its
+/// executable: rlimits, umask, user and groups, capabilities, no_new_privs, cwd.
+fn finish_process(process: &Process) -> Result<PathBuf, StepError> {
+    for rl in process.rlimits().iter().flatten() {
+        let name = rl.typ().to_string();
+        let resource = rlimit_resource(&name).ok_or((format!("set {name}"), "unknown rlimit".to_string()))?;
+        step(
+            format!("set {name} to {}/{}", rl.soft(), rl.hard()),
+            nix::sys::resource::setrlimit(resource, rl.soft(), rl.hard()),
+        )?;
+    }
+    if let Some(mask) = process.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    set_user_and_capabilities(process)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        step("set no_new_privs", nix::sys::prctl::set_no_new_privs())?;
+    }
+    step(
+        format!("chdir to {}", process.cwd().display()),
+        nix::unistd::chdir(process.cwd()),
+    )?;
+    let args = process.args().as_deref().unwrap_or(&[]);
+    find_executable(&args[0], process.env().as_deref().unwrap_or(&[]))
+}
+
+fn set_user_and_capabilities(process: &Process) -> Result<(), StepError> {
+    use caps::CapSet;
+    let user = process.user();
+    let caps = process.capabilities().as_ref();
+    let parse = |set: Option<&oci_spec::runtime::Capabilities>| -> Result<caps::CapsHashSet, StepError> {
+        set.into_iter()
+            .flatten()
+            .map(|c| {
+                let name = format!("CAP_{c}");
+                caps::Capability::from_str(&name).map_err(|e| (format!("parse capability {name}"), e.to_string()))
+            })
+            .collect()
+    };
+    let bounding = parse(caps.and_then(|c| c.bounding().as_ref()))?;
+    for cap in caps::all() {
+        if !bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            step(format!("drop {cap} from the bounding set"), caps::drop(None, CapSet::Bounding, cap))?;
+        }
+    }
+    step("keep capabilities across setuid", nix::sys::prctl::set_keepcaps(true))?;
+    let gids: Vec<nix::unistd::Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    step("set additional groups", nix::unistd::setgroups(&gids))?;
+    let gid = nix::unistd::Gid::from_raw(user.gid());
+    let uid = nix::unistd::Uid::from_raw(user.uid());
+    step(format!("set gid {gid}"), nix::unistd::setresgid(gid, gid, gid))?;
+    step(format!("set uid {uid}"), nix::unistd::setresuid(uid, uid, uid))?;
+    let sets = [
+        (CapSet::Inheritable, parse(caps.and_then(|c| c.inheritable().as_ref()))?),
+        (CapSet::Effective, parse(caps.and_then(|c| c.effective().as_ref()))?),
+        (CapSet::Permitted, parse(caps.and_then(|c| c.permitted().as_ref()))?),
+    ];
+    // Effective may only shrink to a subset of permitted: widen effective to the target
+    // permitted set first when needed, then set permitted, then the final effective set.
+    let (_, permitted) = &sets[2];
+    let (_, effective) = &sets[1];
+    step("set inheritable capabilities", caps::set(None, CapSet::Inheritable, &sets[0].1))?;
+    step("set effective capabilities", caps::set(None, CapSet::Effective, &(effective & permitted)))?;
+    step("set permitted capabilities", caps::set(None, CapSet::Permitted, permitted))?;
+    if !effective.is_subset(permitted) {
+        return Err(("set effective capabilities".into(), "effective set is not a subset of permitted".into()));
+    }
+    for cap in parse(caps.and_then(|c| c.ambient().as_ref()))? {
+        step(format!("raise ambient {cap}"), caps::raise(None, CapSet::Ambient, cap))?;
+    }
+    step("stop keeping capabilities", nix::sys::prctl::set_keepcaps(false))
+}
+
+fn wait_for_start(mut fifo: fs::File) -> Result<(), StepError> {
+    let mut byte = [0u8; 1];
+    step("wait for start", fifo.read_exact(&mut byte))?;
+    Ok(())
+}
+
+fn exec(exe: &Path, process: &Process) -> Result<Never, StepError> {
+    let cstr = |s: &str| CString::new(s).map_err(|e| ("exec".to_string(), e.to_string()));
+    let args: Vec<CString> = process.args().iter().flatten().map(|a| cstr(a)).collect::<Result<_, _>>()?;
+    let env: Vec<CString> = process.env().iter().flatten().map(|e| cstr(e)).collect::<Result<_, _>>()?;
+    let path = cstr(&exe.to_string_lossy())?;
+    step("reset SIGPIPE", sys::reset_sigpipe())?;
+    step("close inherited fds", sys::cloexec_from(3))?;
+    let err = nix::unistd::execve(&path, &args, &env).unwrap_err();
+    Err((format!("exec {}", exe.display()), err.to_string()))
+}
+
+/// Finds `name` like execvp would, using the PATH of the process's environment.
+fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, StepError> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exe = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if is_exe(&p) { Ok(p) } else { Err((format!("find executable {name}"), "no such executable file".into())) };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| is_exe(p))
+        .ok_or((format!("find executable {name}"), format!("not found in PATH {path}")))
+}
+
+fn rlimit_resource(name: &str) -> Option<nix::sys::resource::Resource> {
+    use nix::sys::resource::Resource as R;
+    Some(match name {
+        "RLIMIT_CPU" => R::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => R::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => R::RLIMIT_DATA,
+        "RLIMIT_STACK" => R::RLIMIT_STACK,
+        "RLIMIT_CORE" => R::RLIMIT_CORE,
+        "RLIMIT_RSS" => R::RLIMIT_RSS,
+        "RLIMIT_NPROC" => R::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => R::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => R::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => R::RLIMIT_AS,
+        "RLIMIT_LOCKS" => R::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => R::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => R::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => R::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => R::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => R::RLIMIT_RTTIME,
+        _ => return None,
+    })
+}
+
+fn set_domainname(name: &str) -> std::io::Result<()> {
+    fs::write("/proc/sys/kernel/domainname", name)
+}
+
+/// Namespaces an exec'd process joins, in order (mount last: it changes root and cwd).
+const EXEC_NAMESPACES: [(&str, CloneFlags); 7] = [
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Joins a running container's namespaces and runs a process there; exits with its status.
+///
+/// The helper itself stays outside the container's cgroup (so killing the container does not
+/// kill it before it can report the exit status): it forks the process, reports its PID, and
+/// the runtime moves that PID into the cgroup before saying "go". Setup and exec errors come
+/// back over a close-on-exec pipe: EOF there means the exec succeeded.
+fn helper_exec(mut sock: UnixStream) -> i32 {
+    let plan: ExecPlan = match channel::recv(&mut sock) {
+        Ok(plan) => plan,
+        Err(e) => return fail(&mut sock, ("read plan".into(), e.to_string())),
+    };
+    if let Err(e) = join_container(plan.init_pid) {
+        return fail(&mut sock, e);
+    }
+    let pipes = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).and_then(|a| Ok((a, nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)));
+    let ((go_r, go_w), (err_r, err_w)) = match pipes {
+        Ok(p) => p,
+        Err(e) => return fail(&mut sock, ("create pipes".into(), e.to_string())),
+    };
+    match sys::fork() {
+        Err(e) => fail(&mut sock, ("fork".into(), e.to_string())),
+        Ok(ForkResult::Child) => {
+            drop((go_w, err_r));
+            let mut go = [0u8; 1];
+            let err = match fs::File::from(go_r).read_exact(&mut go) {
+                Err(e) => ("wait for cgroup placement".to_string(), e.to_string()),
+                Ok(()) => match finish_process(&plan.process) {
+                    Ok(exe) => match exec(&exe, &plan.process) {
+                        Ok(never) => match never {},
+                        Err(e) => e,
+                    },
+                    Err(e) => e,
+                },
+            };
+            let _ = fs::File::from(err_w).write_all(format!("{}\0{}", err.0, err.1).as_bytes());
+            127
+        }
+        Ok(ForkResult::Parent(child)) => {
+            drop((go_r, err_w));
+            let started = relay_start(&mut sock, child.as_raw(), go_w, err_r);
+            let code = match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => code,
+                Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+                _ => 255,
+            };
+            if started { code } else { 1 }
+        }
+    }
+}
+
+/// Parent half of exec: PID out, "go" in, then Ready or the child's error out. Returns whether
+/// the process was exec'd.
+fn relay_start(sock: &mut UnixStream, pid: i32, go: OwnedFd, err: OwnedFd) -> bool {
+    if channel::send(sock, &Message::Pid(pid)).is_err() {
+        return false;
+    }
+    match channel::recv::<Message>(sock) {
+        Ok(Message::Go) => {}
+        _ => return false,
+    }
+    if fs::File::from(go).write_all(&[0]).is_err() {
+        return false;
+    }
+    let mut report = String::new();
+    let _ = fs::File::from(err).read_to_string(&mut report);
+    let msg = match report.split_once('\0') {
+        None if report.is_empty() => Message::Ready,
+        None => Message::Failed { step: "exec".into(), message: report },
+        Some((step, message)) => Message::Failed { step: step.into(), message: message.into() },
+    };
+    let ok = msg == Message::Ready;
+    let _ = channel::send(sock, &msg);
+    ok
+}
+
+fn join_container(pid: i32) -> Result<(), StepError> {
+    let mut files: Vec<(String, OwnedFd, CloneFlags)> = Vec::new();
+    for (name, flag) in EXEC_NAMESPACES {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ours = format!("/proc/self/ns/{name}");
+        // Joining a namespace we already share is pointless (and EINVAL for some types).
+        if fs::read_link(&theirs).ok() == fs::read_link(&ours).ok() {
+            continue;
+        }
+        let file = step(format!("open {theirs}"), fs::File::open(&theirs))?;
+        files.push((theirs, file.into(), flag));
+    }
+    for (path, fd, flag) in files {
+        step(format!("join {path} (fd {})", fd.as_raw_fd()), setns(fd, flag))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The single-threaded helper (`migrate-rt-init`) that does namespace and mount work, and the
+//! runtime's side of talking to it.
+//!
+//! `create` spawns `migrate-rt-init init`, sends it an [`plan::InitPlan`] over a socket on fd 3;
+//! the helper joins/unshares namespaces and clones the container's init as a child of the
+//! runtime's caller (`CLONE_PARENT`), reports its PID and exits. The runtime puts that PID in the
+//! container's cgroup and says "go"; init builds the rootfs, drops privileges, reports "ready",
+//! then blocks on the state directory's `exec.fifo` until `start` writes to it, and execs.
+
+pub mod channel;
+pub mod init;
+pub mod plan;
+pub mod spawn;

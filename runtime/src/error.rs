@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::cgroups::CgroupError;
+use crate::criu::CriuError;
 
 /// Everything the runtime can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,15 @@ pub enum Error {
     /// A cgroup operation failed.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    /// A CRIU call failed.
+    #[error(transparent)]
+    Criu(#[from] CriuError),
+    /// The caller's post-dump hook refused the checkpoint; the container was resumed.
+    #[error("checkpoint of container {id} aborted at post-dump: {reason}")]
+    CheckpointAborted { id: String, reason: String },
+    /// A checkpoint directory is unusable.
+    #[error("invalid checkpoint {dir}: {reason}")]
+    InvalidCheckpoint { dir: PathBuf, reason: String },
     /// The `migrate-rt-init` helper binary is missing.
     #[error("helper binary migrate-rt-init not found (looked in {looked}); build it with `cargo build --workspace --bins` or set MIGRATE_RT_INIT")]
     HelperMissing { looked: String },

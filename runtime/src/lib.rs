@@ -17,7 +17,7 @@ pub mod spec;
 pub mod state;
 pub mod syscall;
 
-pub use container::{Container, CreateOpts, ExecOpts, ExecProcess};
+pub use container::{CheckpointOpts, Container, CreateOpts, ExecOpts, ExecProcess, RestoreOpts};
 pub use error::{Error, Result};
 pub use factory::Runtime;
 pub use process::spawn::{ContainerStdio, Stdio};

@@ -182,7 +182,7 @@ fn ns_type_name(t: oci_spec::runtime::LinuxNamespaceType) -> String {
 
 /// The spec's resources with the device rules completed: the spec's rules, then the default
 /// nodes and the spec's own devices (the cgroup denies everything else).
-fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
+pub(crate) fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
     let linux = spec.linux().as_ref();
     let mut resources = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
     let mut rules = resources.devices().clone().unwrap_or_default();

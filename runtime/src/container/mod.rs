@@ -1,10 +1,12 @@
 //! A container: its persisted state and the verbs on it, one private module per verb.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod exec;
 mod kill;
 mod pause;
+mod restore;
 mod start;
 
 use std::fs;
@@ -19,7 +21,9 @@ use crate::error::{Error, Result};
 use crate::factory::Runtime;
 use crate::state::{State, Status};
 
+pub use checkpoint::{CheckpointMeta, CheckpointOpts, Checkpointed, CHECKPOINT_META, ROOTFS_DIFF};
 pub use create::CreateOpts;
+pub use restore::{RestoreOpts, Restored};
 pub use exec::{ExecOpts, ExecProcess};
 
 /// Name of the fifo init blocks on until `start`.

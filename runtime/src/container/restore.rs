@@ -1,0 +1,216 @@
+//! `Runtime::restore`: bring a checkpoint back as a running container, under the same or a new
+//! id, in a new cgroup, with new stdio pipes. A failed restore leaves nothing behind.
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use super::checkpoint::{CheckpointMeta, NETNS_KEY, ROOTFS_DIFF};
+use super::create::resources_with_default_devices;
+use super::{proc_stat, Container, SPEC_FILE};
+use crate::cgroups::Cgroup;
+use crate::criu::{notify, CgroupMode, Criu, RestoreRequest};
+use crate::error::{Error, Result};
+use crate::factory::Runtime;
+use crate::id::validate_id;
+use crate::process::spawn::{ContainerStdio, Stdio};
+use crate::state::{NamespaceState, RootfsMode, State, STATE_VERSION};
+
+/// Options of a restore.
+pub struct RestoreOpts {
+    /// New stdio for the restored process (its old pipes are gone).
+    pub stdio: Stdio,
+    /// Network namespace to restore into, when the container had joined one by path
+    /// (default: the same path as at checkpoint). Needed for `tcp_established`.
+    pub netns: Option<PathBuf>,
+    /// Cgroup path (default: the runtime's parent + the new id).
+    pub cgroup_path: Option<String>,
+}
+
+impl Default for RestoreOpts {
+    fn default() -> Self {
+        RestoreOpts { stdio: Stdio::Pipes, netns: None, cgroup_path: None }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Copy)]
+pub struct Restored {
+    /// How long CRIU's restore took.
+    pub restore_time: Duration,
+}
+
+/// Undoes a partial restore.
+struct Undo {
+    dir: Option<PathBuf>,
+    mounted: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+    pid: Option<i32>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(m) = self.mounted.take() {
+            let _ = umount2(&m, MntFlags::MNT_DETACH);
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            let _ = cgroup.destroy();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Runtime {
+    /// Restores the checkpoint in `dir` as container `id`.
+    pub fn restore(&self, dir: &Path, id: &str, opts: RestoreOpts) -> Result<(Container, ContainerStdio, Restored)> {
+        validate_id(id)?;
+        let meta = CheckpointMeta::load(dir)?;
+        let spec_path = dir.join(SPEC_FILE);
+        let spec = Spec::load(&spec_path).map_err(|e| Error::InvalidCheckpoint { dir: dir.to_path_buf(), reason: format!("{SPEC_FILE}: {e}") })?;
+        let lower = meta.state.rootfs_lower.clone();
+        if !lower.is_dir() {
+            return Err(Error::InvalidCheckpoint { dir: dir.to_path_buf(), reason: format!("its base rootfs {} does not exist here", lower.display()) });
+        }
+        for (dest, source) in &meta.bind_mounts {
+            if !source.exists() {
+                return Err(Error::InvalidCheckpoint { dir: dir.to_path_buf(), reason: format!("bind mount {dest}: source {} does not exist here", source.display()) });
+            }
+        }
+        let criu = Criu::locate()?;
+        let state_dir = self.root.join(id);
+        if state_dir.exists() {
+            return Err(Error::AlreadyExists { id: id.to_string() });
+        }
+        let wrap = |step: &str, e: Error| Error::Create { id: id.to_string(), step: step.to_string(), source: Box::new(e) };
+        let mut undo = Undo { dir: None, mounted: None, cgroup: None, pid: None };
+        fs::DirBuilder::new().mode(0o700).create(&state_dir).map_err(|e| Error::io("create state directory", &state_dir, e))?;
+        undo.dir = Some(state_dir.clone());
+
+        let mkdir = |name: &str| -> Result<PathBuf> {
+            let p = state_dir.join(name);
+            fs::DirBuilder::new().mode(0o755).create(&p).map_err(|e| Error::io("create", &p, e))?;
+            Ok(p)
+        };
+        let (upper, work, rootfs) = (mkdir("upper")?, mkdir("work")?, mkdir("rootfs")?);
+        unpack_rootfs_diff(&dir.join(ROOTFS_DIFF), &upper).map_err(|e| wrap("unpack rootfs changes", e))?;
+        mount_rootfs(meta.state.rootfs_mode, &lower, &upper, &work, &rootfs).map_err(|e| wrap("mount rootfs", e))?;
+        undo.mounted = Some(rootfs.clone());
+        spec.save(state_dir.join(SPEC_FILE)).map_err(|e| wrap("save spec", Error::io("write", state_dir.join(SPEC_FILE), std::io::Error::other(e.to_string()))))?;
+
+        let cgroup_path = opts.cgroup_path.clone().unwrap_or_else(|| format!("{}/{id}", self.cgroup_parent));
+        let cgroup = Cgroup::create(&self.layout, &cgroup_path, Some(&resources_with_default_devices(&spec)))
+            .map_err(|e| wrap("create cgroup", e.into()))?;
+        undo.cgroup = Some(cgroup.clone());
+
+        let (fds, stdio) = opts.stdio.into_fds().map_err(|e| wrap("set up stdio", e))?;
+        let mut inherit_fds = Vec::new();
+        for (key, fd) in meta.state.stdio.iter().zip(fds) {
+            if key.starts_with("pipe:") && !inherit_fds.iter().any(|(k, _)| k == key) {
+                inherit_fds.push((key.clone(), fd));
+            }
+        }
+        let mut namespaces = meta.state.namespaces.clone();
+        for ns in namespaces.iter_mut().filter(|ns| ns.typ == "network" && ns.path.is_some()) {
+            let path = opts.netns.clone().or_else(|| ns.path.clone()).unwrap_or_default();
+            let file = fs::File::open(&path).map_err(|e| wrap("open network namespace", Error::io("open", &path, e)))?;
+            inherit_fds.push((NETNS_KEY.to_string(), file.into()));
+            ns.path = Some(path);
+        }
+        let req = RestoreRequest {
+            images_dir: dir.to_path_buf(),
+            root: Some(rootfs.clone()),
+            rst_sibling: true,
+            manage_cgroups_mode: Some(CgroupMode::Soft),
+            cg_root: vec![(None, cgroup_path.clone())],
+            ext_mounts: meta.bind_mounts.iter().map(|(d, s)| (d.clone(), s.display().to_string())).collect(),
+            inherit_fds,
+            tcp_established: meta.tcp_established,
+            ext_unix_sk: meta.ext_unix_sk,
+            file_locks: meta.file_locks,
+            evasive_devices: true,
+            ..Default::default()
+        };
+        let mut restored_pid = None;
+        let outcome = criu.restore(&req, &mut |n: &mut notify::Notify| {
+            if n.script == notify::script::POST_RESTORE {
+                restored_pid = n.pid;
+            }
+            Ok(())
+        });
+        let outcome = outcome.map_err(|e| wrap("restore with criu", e.into()))?;
+        let pid = outcome.pid;
+        undo.pid = Some(pid);
+        if restored_pid.is_some_and(|p| p != pid) {
+            return Err(wrap("restore with criu", Error::Init { step: "post-restore".into(), message: format!("criu reported pid {pid} but post-restore said {restored_pid:?}") }));
+        }
+        let (_, pid_start_time) = proc_stat(pid).ok_or_else(|| wrap("record init", Error::Init { step: "record init".into(), message: format!("restored init {pid} is gone") }))?;
+        let state = State {
+            version: STATE_VERSION,
+            id: id.to_string(),
+            bundle: meta.state.bundle.clone(),
+            pid,
+            pid_start_time,
+            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            cgroup_path,
+            rootfs_mode: meta.state.rootfs_mode,
+            rootfs_lower: lower,
+            stdio: (0..3).map(|fd| fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default()).collect(),
+            namespaces: namespaces.into_iter().map(|ns| NamespaceState { typ: ns.typ, path: ns.path }).collect(),
+            annotations: meta.state.annotations.clone(),
+        };
+        state.save(&state_dir).map_err(|e| wrap("save state", e))?;
+        // The restored mount namespace holds its own reference to the rootfs.
+        if let Some(m) = undo.mounted.take() {
+            let _ = umount2(&m, MntFlags::MNT_DETACH);
+        }
+        undo.pid = None;
+        undo.cgroup = None;
+        undo.dir = None;
+        let container = Container { dir: state_dir, state, layout: self.layout.clone(), helper: self.helper.clone() };
+        Ok((container, stdio, Restored { restore_time: outcome.elapsed }))
+    }
+}
+
+fn unpack_rootfs_diff(tar: &Path, upper: &Path) -> Result<()> {
+    if !tar.is_file() {
+        return Err(Error::io("find", tar, std::io::Error::from(std::io::ErrorKind::NotFound)));
+    }
+    let out = Command::new("tar")
+        .args(["--extract", "--xattrs", "--xattrs-include=trusted.*", "--numeric-owner", "--preserve-permissions", "-f"])
+        .arg(tar)
+        .arg("-C")
+        .arg(upper)
+        .output()
+        .map_err(|e| Error::io("run tar on", tar, e))?;
+    if !out.status.success() {
+        return Err(Error::io("unpack", tar, std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string())));
+    }
+    Ok(())
+}
+
+fn mount_rootfs(mode: RootfsMode, lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<()> {
+    let r = match mode {
+        RootfsMode::Overlay => {
+            let data = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+            mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        }
+        RootfsMode::Plain => mount(Some(lower), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>),
+    };
+    r.map_err(|e| Error::sys(format!("mount rootfs on {}", target.display()), e))?;
+    // CRIU wants the root's mount private so nothing propagates out of the restored namespace.
+    mount(None::<&str>, target, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| Error::sys(format!("make {} private", target.display()), e))
+}

@@ -110,3 +110,28 @@ fn default_spec(args: &[&str]) -> Value {
         }
     })
 }
+
+/// Compiles `tests/support/<name>.c` statically (once per test binary) and returns the binary.
+pub fn static_program(name: &str) -> PathBuf {
+    use std::sync::Mutex;
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("support").join(format!("{name}.c"));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-programs");
+    fs::create_dir_all(&dir).expect("create target/test-programs");
+    let out = dir.join(name);
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let status = Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| panic!("gcc is missing ({e}); run `{}`", crate::prereq::SETUP));
+    assert!(status.success(), "compiling {} failed; run `{}`", src.display(), crate::prereq::SETUP);
+    fs::rename(&tmp, &out).expect("install test program");
+    built.push((name.to_string(), out.clone()));
+    out
+}

@@ -156,3 +156,102 @@ fn refused_dump_leaves_container_running_and_thawed() {
     let n = count(&c);
     wait_for("counter advances after CRIU's refusal", T, || (count(&c) > n + 3).then_some(()));
 }
+
+fn mem_status(c: &Container) -> (String, u64, String) {
+    wait_for("memhog status", T, || {
+        let text = fs::read_to_string(c.upper_dir().join("tmp/mem")).ok()?;
+        let f: Vec<&str> = text.split_whitespace().collect();
+        Some((f.first()?.to_string(), f.get(1)?.parse().ok()?, f.get(2)?.to_string()))
+    })
+}
+
+#[test]
+fn memory_workload_survives_with_its_checksum() {
+    require_criu();
+    let t = TestRuntime::new();
+    let b = TestBundle::busybox(&["/bin/memhog", "64", "/tmp/mem"]);
+    b.add_file(&migrate_tests::bundle::static_program("memhog"), "/bin/memhog");
+    let (c, _io) = t.run("memhog", b.path());
+    let (state, _, sum) = wait_for("memhog to fill and verify", T, || {
+        let s = mem_status(&c);
+        (s.1 >= 2).then_some(s)
+    });
+    assert_eq!(state, "ok");
+    assert!(c.stats().unwrap().memory_usage > 64 << 20);
+    let images = tempfile::tempdir_in("/run").unwrap();
+    c.checkpoint(images.path(), CheckpointOpts::default()).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    let (_, round_at_dump, _) = mem_status(&c);
+    c.delete(false).unwrap();
+    let (r, _io, _) = t.rt.restore(images.path(), "memhog", RestoreOpts::default()).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    let (state, round, after) = wait_for("memhog to re-verify after restore", T, || {
+        let s = mem_status(&r);
+        (s.1 >= round_at_dump + 2 || s.0 != "ok").then_some(s)
+    });
+    assert_eq!((state.as_str(), after.as_str()), ("ok", sum.as_str()), "memory changed across checkpoint/restore");
+    assert!(round > round_at_dump, "it continued from round {round_at_dump}, not from scratch");
+}
+
+#[test]
+fn process_tree_keeps_its_pids() {
+    require_criu();
+    let t = TestRuntime::new();
+    let b = TestBundle::busybox(&["sh", "-c", "sleep 1000 & (sleep 1000 & sleep 1000) & sleep 1000 & while :; do usleep 50000; done"]);
+    let (c, _io) = t.run("tree", b.path());
+    let tree = |c: &Container| {
+        let (_, out) = exec_out(c, "ps -o pid,ppid,args | grep -v -e 'ps -o' -e 'grep' -e 'sh -c ps' -e usleep");
+        let mut lines: Vec<String> = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        lines.sort();
+        lines
+    };
+    let before = wait_for("all children", T, || {
+        let t = tree(&c);
+        (t.iter().filter(|l| l.ends_with("sleep 1000")).count() == 4).then_some(t)
+    });
+    let images = tempfile::tempdir_in("/run").unwrap();
+    c.checkpoint(images.path(), CheckpointOpts::default()).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    c.delete(false).unwrap();
+    let (r, _io, _) = t.rt.restore(images.path(), "tree", RestoreOpts::default()).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    assert_eq!(tree(&r), before, "the process tree changed across checkpoint/restore");
+}
+
+#[test]
+fn tcp_connection_from_outside_survives() {
+    use std::io::{BufRead, BufReader, Write};
+    require_criu();
+    let t = TestRuntime::new();
+    let net = migrate_tests::netns::LinkedNetNs::new(&format!("mt-tcp-{}", std::process::id()), 41);
+    let mut b = TestBundle::busybox(&["nc", "-l", "-p", "8000", "-e", "cat"]);
+    let path = net.ns.path().display().to_string();
+    b.edit(|s| {
+        for n in s["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "network" {
+                n["path"] = json!(path);
+            }
+        }
+    });
+    let (c, _io) = t.run("tcp", b.path());
+    let addr = format!("{}:8000", net.ns_ip);
+    let stream = wait_for("the server to listen", T, || std::net::TcpStream::connect(&addr).ok());
+    stream.set_read_timeout(Some(T)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    writer.write_all(b"before\n").unwrap();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "before\n");
+    let images = tempfile::tempdir_in("/run").unwrap();
+    let opts = CheckpointOpts { tcp_established: true, ..Default::default() };
+    c.checkpoint(images.path(), opts).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    c.delete(false).unwrap();
+    // Sent while the server is down: the network lock holds it until the restore.
+    writer.write_all(b"during\n").unwrap();
+    let (r, _io, _) = t.rt.restore(images.path(), "tcp", RestoreOpts::default()).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    assert_eq!(r.status(), Status::Running);
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "during\n");
+    writer.write_all(b"after\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "after\n", "the same connection keeps working after restore");
+}

@@ -31,7 +31,9 @@ impl Runtime {
             .mode(0o700)
             .create(&root)
             .map_err(|e| Error::io("create state root", &root, e))?;
-        let root = root.canonicalize().map_err(|e| Error::io("resolve state root", &root, e))?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| Error::io("resolve state root", &root, e))?;
         Ok(Runtime {
             root,
             helper: locate_helper()?,

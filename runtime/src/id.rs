@@ -36,14 +36,31 @@ mod tests {
 
     #[test]
     fn accepts_valid_ids() {
-        for id in ["web", "a", "web-1.2_x", "A9", &"x".repeat(1024), "..a".trim_start_matches('.')] {
+        for id in [
+            "web",
+            "a",
+            "web-1.2_x",
+            "A9",
+            &"x".repeat(1024),
+            "..a".trim_start_matches('.'),
+        ] {
             assert!(validate_id(id).is_ok(), "{id} should be valid");
         }
     }
 
     #[test]
     fn rejects_invalid_ids() {
-        for id in ["", ".hidden", "..", "a/b", "a b", "ü", "a\0", &"x".repeat(1025), "a:b"] {
+        for id in [
+            "",
+            ".hidden",
+            "..",
+            "a/b",
+            "a b",
+            "ü",
+            "a\0",
+            &"x".repeat(1025),
+            "a:b",
+        ] {
             let err = validate_id(id).unwrap_err();
             assert!(err.to_string().starts_with("invalid container id"), "{err}");
         }

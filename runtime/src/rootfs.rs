@@ -36,40 +36,98 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan, cgroup_v2: bool) -> Result<(), Step
     let root = &plan.mountpoint;
     step(
         "make mounts private",
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>),
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
     )?;
     mount_root(plan)?;
     let mounts = spec.mounts().clone().unwrap_or_default();
     let has = |dest: &str| mounts.iter().any(|m| m.destination() == Path::new(dest));
     if !has("/dev") {
-        mount_fs(root, "/dev", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, "mode=755,size=65536k")?;
+        mount_fs(
+            root,
+            "/dev",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+            "mode=755,size=65536k",
+        )?;
     }
     for m in &mounts {
         mount_spec(root, m, cgroup_v2)?;
     }
     if !has("/dev/pts") {
-        mount_fs(root, "/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
+        mount_fs(
+            root,
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620",
+        )?;
     }
     if !has("/dev/shm") {
-        mount_fs(root, "/dev/shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, "mode=1777,size=65536k")?;
+        mount_fs(
+            root,
+            "/dev/shm",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            "mode=1777,size=65536k",
+        )?;
     }
     let linux = spec.linux().as_ref();
-    create_devices(root, linux.and_then(|l| l.devices().as_ref()).map(Vec::as_slice).unwrap_or(&[]))?;
+    create_devices(
+        root,
+        linux
+            .and_then(|l| l.devices().as_ref())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
+    )?;
     if let Some(prop) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         let (flags, _) = parse_options(&[prop.to_string()]);
-        step("set rootfs propagation", mount(None::<&str>, "/", None::<&str>, flags.propagation, None::<&str>))?;
+        step(
+            "set rootfs propagation",
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                flags.propagation,
+                None::<&str>,
+            ),
+        )?;
     }
     pivot(root)?;
-    for path in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for path in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         mask(Path::new(path))?;
     }
-    for path in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for path in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         readonly(Path::new(path))?;
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         step(
             "remount / read-only",
-            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>),
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            ),
         )?;
     }
     Ok(())
@@ -87,20 +145,49 @@ fn mount_root(plan: &RootfsPlan) -> Result<(), StepError> {
             );
             step(
                 format!("mount overlay rootfs on {}", target.display()),
-                mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str())),
+                mount(
+                    Some("overlay"),
+                    target,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(data.as_str()),
+                ),
             )
         }
         RootfsMode::Plain => step(
-            format!("bind rootfs {} on {}", plan.lower.display(), target.display()),
-            mount(Some(&plan.lower), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>),
+            format!(
+                "bind rootfs {} on {}",
+                plan.lower.display(),
+                target.display()
+            ),
+            mount(
+                Some(&plan.lower),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
         ),
     }
 }
 
-fn mount_fs(root: &Path, dest: &str, fstype: &str, flags: MsFlags, data: &str) -> Result<(), StepError> {
-    let target = resolve_in_root(root, Path::new(dest)).map_err(|e| (format!("mount {dest}"), e))?;
-    step(format!("create mount point {dest}"), fs::create_dir_all(&target))?;
-    step(format!("mount {fstype} on {dest}"), mount(Some(fstype), &target, Some(fstype), flags, Some(data)))
+fn mount_fs(
+    root: &Path,
+    dest: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: &str,
+) -> Result<(), StepError> {
+    let target =
+        resolve_in_root(root, Path::new(dest)).map_err(|e| (format!("mount {dest}"), e))?;
+    step(
+        format!("create mount point {dest}"),
+        fs::create_dir_all(&target),
+    )?;
+    step(
+        format!("mount {fstype} on {dest}"),
+        mount(Some(fstype), &target, Some(fstype), flags, Some(data)),
+    )
 }
 
 /// Mount flags parsed from OCI mount options.
@@ -116,7 +203,11 @@ pub struct MountFlags {
 
 /// Splits OCI mount options into flags, propagation and the filesystem's data string.
 pub fn parse_options(options: &[String]) -> (MountFlags, String) {
-    let mut out = MountFlags { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty() };
+    let mut out = MountFlags {
+        flags: MsFlags::empty(),
+        clear: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+    };
     let mut data = Vec::new();
     for opt in options {
         let (set, clear, prop) = match opt.as_str() {
@@ -143,15 +234,35 @@ pub fn parse_options(options: &[String]) -> (MountFlags, String) {
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME, MsFlags::empty()),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
-            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty(), MsFlags::empty()),
+            "rbind" => (
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                MsFlags::empty(),
+                MsFlags::empty(),
+            ),
             "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
-            "rprivate" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+            "rprivate" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            ),
             "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
-            "rshared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED | MsFlags::MS_REC),
+            "rshared" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_SHARED | MsFlags::MS_REC,
+            ),
             "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
-            "rslave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            "rslave" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            ),
             "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
-            "runbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
+            "runbindable" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+            ),
             other => {
                 data.push(other.to_string());
                 continue;
@@ -174,26 +285,44 @@ fn mount_spec(root: &Path, m: &Mount, cgroup_v2: bool) -> Result<(), StepError> 
     if is_bind {
         let source = m.source().clone().unwrap_or_default();
         if source.is_dir() {
-            step(format!("{name}: create directory"), fs::create_dir_all(&dest))?;
+            step(
+                format!("{name}: create directory"),
+                fs::create_dir_all(&dest),
+            )?;
         } else {
             if let Some(parent) = dest.parent() {
-                step(format!("{name}: create directory"), fs::create_dir_all(parent))?;
+                step(
+                    format!("{name}: create directory"),
+                    fs::create_dir_all(parent),
+                )?;
             }
             if !dest.exists() {
                 step(format!("{name}: create file"), fs::File::create(&dest))?;
             }
         }
         let bind = MsFlags::MS_BIND | (flags.flags & MsFlags::MS_REC);
-        step(name.clone(), mount(Some(&source), &dest, None::<&str>, bind, None::<&str>))?;
+        step(
+            name.clone(),
+            mount(Some(&source), &dest, None::<&str>, bind, None::<&str>),
+        )?;
         let extra = flags.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
             step(
                 format!("{name}: remount with options"),
-                mount(None::<&str>, &dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra, None::<&str>),
+                mount(
+                    None::<&str>,
+                    &dest,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+                    None::<&str>,
+                ),
             )?;
         }
     } else {
-        step(format!("{name}: create directory"), fs::create_dir_all(&dest))?;
+        step(
+            format!("{name}: create directory"),
+            fs::create_dir_all(&dest),
+        )?;
         let mut data = data;
         let mut mflags = flags.flags;
         if fstype == "cgroup" || fstype == "cgroup2" {
@@ -211,16 +340,32 @@ fn mount_spec(root: &Path, m: &Mount, cgroup_v2: bool) -> Result<(), StepError> 
         }
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&fstype));
         let data = (!data.is_empty()).then_some(data);
-        let r = mount(Some(&source), &dest, Some(fstype.as_str()), mflags, data.as_deref());
+        let r = mount(
+            Some(&source),
+            &dest,
+            Some(fstype.as_str()),
+            mflags,
+            data.as_deref(),
+        );
         if fstype == "sysfs" && r == Err(nix::Error::EPERM) {
-            return Err((name, "sysfs needs its own network namespace (add a network namespace to the spec)".into()));
+            return Err((
+                name,
+                "sysfs needs its own network namespace (add a network namespace to the spec)"
+                    .into(),
+            ));
         }
         step(name.clone(), r)?;
     }
     if !flags.propagation.is_empty() {
         step(
             format!("{name}: set propagation"),
-            mount(None::<&str>, &dest, None::<&str>, flags.propagation, None::<&str>),
+            mount(
+                None::<&str>,
+                &dest,
+                None::<&str>,
+                flags.propagation,
+                None::<&str>,
+            ),
         )?;
     }
     Ok(())
@@ -229,7 +374,16 @@ fn mount_spec(root: &Path, m: &Mount, cgroup_v2: bool) -> Result<(), StepError> 
 fn create_devices(root: &Path, extra: &[LinuxDevice]) -> Result<(), StepError> {
     let dev = root.join("dev");
     for (path, major, minor) in DEFAULT_DEVICES {
-        make_node(root, Path::new(path), SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
+        make_node(
+            root,
+            Path::new(path),
+            SFlag::S_IFCHR,
+            major,
+            minor,
+            0o666,
+            0,
+            0,
+        )?;
     }
     for d in extra {
         let kind = match d.typ() {
@@ -267,22 +421,51 @@ fn create_devices(root: &Path, extra: &[LinuxDevice]) -> Result<(), StepError> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn make_node(root: &Path, path: &Path, kind: SFlag, major: u64, minor: u64, mode: u32, uid: u32, gid: u32) -> Result<(), StepError> {
+fn make_node(
+    root: &Path,
+    path: &Path,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), StepError> {
     let name = format!("create device {}", path.display());
     let target = resolve_in_root(root, path).map_err(|e| (name.clone(), e))?;
     if let Some(parent) = target.parent() {
         step(name.clone(), fs::create_dir_all(parent))?;
     }
     let _ = fs::remove_file(&target);
-    match mknod(&target, kind, Mode::from_bits_truncate(mode & 0o7777), makedev(major, minor)) {
+    match mknod(
+        &target,
+        kind,
+        Mode::from_bits_truncate(mode & 0o7777),
+        makedev(major, minor),
+    ) {
         Ok(()) => {
-            step(name.clone(), fs::set_permissions(&target, fs::Permissions::from_mode(mode & 0o7777)))?;
-            step(name, nix::unistd::chown(&target, Some(uid.into()), Some(gid.into())))
+            step(
+                name.clone(),
+                fs::set_permissions(&target, fs::Permissions::from_mode(mode & 0o7777)),
+            )?;
+            step(
+                name,
+                nix::unistd::chown(&target, Some(uid.into()), Some(gid.into())),
+            )
         }
         // Without CAP_MKNOD, bind the host's node instead (as runc does for rootless).
         Err(nix::Error::EPERM) => {
             step(name.clone(), fs::File::create(&target))?;
-            step(name, mount(Some(path), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>))
+            step(
+                name,
+                mount(
+                    Some(path),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                ),
+            )
         }
         Err(e) => Err((name, e.to_string())),
     }
@@ -301,9 +484,24 @@ fn mask(path: &Path) -> Result<(), StepError> {
         Err(_) => Ok(()),
         Ok(meta) if meta.is_dir() => step(
             name,
-            mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0k")),
+            mount(
+                Some("tmpfs"),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some("size=0k"),
+            ),
         ),
-        Ok(_) => step(name, mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)),
+        Ok(_) => step(
+            name,
+            mount(
+                Some("/dev/null"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            ),
+        ),
     }
 }
 
@@ -312,16 +510,37 @@ fn readonly(path: &Path) -> Result<(), StepError> {
     if fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
-    step(name.clone(), mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>))?;
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    step(name, mount(None::<&str>, path, None::<&str>, flags, None::<&str>))
+    step(
+        name.clone(),
+        mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+    )?;
+    let flags = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    step(
+        name,
+        mount(None::<&str>, path, None::<&str>, flags, None::<&str>),
+    )
 }
 
 /// Joins `path` onto `root`, following symlinks as if `root` were `/`, so the result never
 /// leaves `root`. Components that do not exist yet are appended as they are.
 pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
     let mut out = root.to_path_buf();
-    let mut pending: Vec<PathBuf> = path.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut pending: Vec<PathBuf> = path
+        .components()
+        .rev()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
     let mut links = 0;
     while let Some(part) = pending.pop() {
         match Path::new(&part).components().next() {
@@ -344,7 +563,12 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
                 if target.is_absolute() {
                     out = root.to_path_buf();
                 }
-                pending.extend(target.components().rev().map(|c| PathBuf::from(c.as_os_str())));
+                pending.extend(
+                    target
+                        .components()
+                        .rev()
+                        .map(|c| PathBuf::from(c.as_os_str())),
+                );
             }
             Err(_) => out = next,
         }
@@ -363,7 +587,10 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let (flags, data) = parse_options(&opts);
-        assert_eq!(flags.flags, MsFlags::MS_NOSUID | MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert_eq!(
+            flags.flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC
+        );
         assert_eq!(flags.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
         assert_eq!(data, "size=64k,mode=755");
         let (flags, _) = parse_options(&["ro".into(), "rw".into()]);
@@ -378,9 +605,18 @@ mod tests {
         symlink("/real", root.join("abs")).unwrap();
         symlink("../../../../etc", root.join("escape")).unwrap();
         symlink("real/sub", root.join("rel")).unwrap();
-        assert_eq!(resolve_in_root(root, Path::new("/abs/sub")).unwrap(), root.join("real/sub"));
-        assert_eq!(resolve_in_root(root, Path::new("/escape/passwd")).unwrap(), root.join("etc/passwd"));
-        assert_eq!(resolve_in_root(root, Path::new("/rel/x")).unwrap(), root.join("real/sub/x"));
+        assert_eq!(
+            resolve_in_root(root, Path::new("/abs/sub")).unwrap(),
+            root.join("real/sub")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/escape/passwd")).unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/rel/x")).unwrap(),
+            root.join("real/sub/x")
+        );
         symlink("loop", root.join("loop")).unwrap();
         assert!(resolve_in_root(root, Path::new("/loop")).is_err());
     }

@@ -32,8 +32,10 @@ impl Bundle {
         if !config.is_file() {
             return Err(bad("config.json is missing".into()));
         }
-        let text = std::fs::read(&config).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
-        let spec: Spec = serde_json::from_slice(&text).map_err(|e| bad(format!("config.json: {e}")))?;
+        let text =
+            std::fs::read(&config).map_err(|e| bad(format!("cannot read config.json: {e}")))?;
+        let spec: Spec =
+            serde_json::from_slice(&text).map_err(|e| bad(format!("config.json: {e}")))?;
         Bundle::from_spec(&dir, spec)
     }
 
@@ -84,10 +86,7 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
             "unsupported OCI version {version:?} (this runtime supports 1.x)"
         ));
     }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or("process is missing")?;
+    let process = spec.process().as_ref().ok_or("process is missing")?;
     match process.args() {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => return Err("process.args is empty".into()),
@@ -190,37 +189,61 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs() {
-        let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
-            (Box::new(|v| v["ociVersion"] = "2.0.0".into()), "unsupported OCI version"),
-            (Box::new(|v| v["process"]["args"] = serde_json::json!([])), "process.args is empty"),
-            (Box::new(|v| v["process"]["cwd"] = "rel".into()), "not absolute"),
+        type Patch = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(Patch, &str)> = vec![
+            (
+                Box::new(|v| v["ociVersion"] = "2.0.0".into()),
+                "unsupported OCI version",
+            ),
+            (
+                Box::new(|v| v["process"]["args"] = serde_json::json!([])),
+                "process.args is empty",
+            ),
+            (
+                Box::new(|v| v["process"]["cwd"] = "rel".into()),
+                "not absolute",
+            ),
             (
                 Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}])),
                 "a new mount namespace is required",
             ),
             (
-                Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "user"}])),
+                Box::new(|v| {
+                    v["linux"]["namespaces"] =
+                        serde_json::json!([{"type": "mount"}, {"type": "user"}])
+                }),
                 "user namespaces are not supported",
             ),
             (
-                Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "mount"}])),
+                Box::new(|v| {
+                    v["linux"]["namespaces"] =
+                        serde_json::json!([{"type": "mount"}, {"type": "mount"}])
+                }),
                 "listed twice",
             ),
             (
-                Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "network", "path": "/nonexistent/ns"}])),
+                Box::new(
+                    |v| v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "network", "path": "/nonexistent/ns"}]),
+                ),
                 "does not exist",
             ),
             (Box::new(|v| v["hostname"] = "x".into()), "no uts namespace"),
             (
-                Box::new(|v| v["mounts"] = serde_json::json!([{"destination": "tmp", "type": "tmpfs"}])),
+                Box::new(|v| {
+                    v["mounts"] = serde_json::json!([{"destination": "tmp", "type": "tmpfs"}])
+                }),
                 "not absolute",
             ),
             (
-                Box::new(|v| v["mounts"] = serde_json::json!([{"destination": "/a/../b", "type": "tmpfs"}])),
+                Box::new(|v| {
+                    v["mounts"] = serde_json::json!([{"destination": "/a/../b", "type": "tmpfs"}])
+                }),
                 "contains '..'",
             ),
             (
-                Box::new(|v| v["mounts"] = serde_json::json!([{"destination": "/data", "source": "/nonexistent-src", "options": ["rbind"]}])),
+                Box::new(
+                    |v| v["mounts"] = serde_json::json!([{"destination": "/data", "source": "/nonexistent-src", "options": ["rbind"]}]),
+                ),
                 "does not exist",
             ),
             (
@@ -257,7 +280,9 @@ mod tests {
         assert!(err.contains("root filesystem"), "{err}");
         std::fs::create_dir(dir.path().join("rootfs")).unwrap();
         assert!(Bundle::load(dir.path()).is_ok());
-        let err = Bundle::load(Path::new("/nonexistent/bundle")).unwrap_err().to_string();
+        let err = Bundle::load(Path::new("/nonexistent/bundle"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot open directory"), "{err}");
     }
 }

@@ -173,7 +173,10 @@ mod tests {
         state.save(dir.path()).unwrap();
         assert_eq!(State::load(dir.path()).unwrap(), state);
         // The temp file does not linger.
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec!["state.json"]);
     }
 
@@ -181,7 +184,10 @@ mod tests {
     fn corrupt_and_future_state_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("state.json"), "{").unwrap();
-        assert!(matches!(State::load(dir.path()), Err(Error::CorruptState { .. })));
+        assert!(matches!(
+            State::load(dir.path()),
+            Err(Error::CorruptState { .. })
+        ));
         let mut state = sample();
         state.version = 99;
         state.save(dir.path()).unwrap();

@@ -19,7 +19,10 @@ impl TestBundle {
     /// namespaces, the usual mounts, masked and read-only paths, and runc's default capabilities.
     pub fn busybox(args: &[&str]) -> TestBundle {
         crate::prereq::require_runtime();
-        let dir = tempfile::Builder::new().prefix("migrate-bundle-").tempdir().expect("create bundle dir");
+        let dir = tempfile::Builder::new()
+            .prefix("migrate-bundle-")
+            .tempdir()
+            .expect("create bundle dir");
         let rootfs = dir.path().join("rootfs");
         build_busybox_rootfs(&rootfs);
         let spec = default_spec(args);
@@ -55,22 +58,32 @@ impl TestBundle {
     pub fn add_file(&self, host: &Path, inside: &str) {
         let dest = self.rootfs().join(inside.trim_start_matches('/'));
         fs::create_dir_all(dest.parent().expect("has parent")).expect("mkdir");
-        fs::copy(host, &dest).unwrap_or_else(|e| panic!("copy {} into bundle: {e}", host.display()));
+        fs::copy(host, &dest)
+            .unwrap_or_else(|e| panic!("copy {} into bundle: {e}", host.display()));
     }
 }
 
 fn build_busybox_rootfs(rootfs: &Path) {
-    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "var", "run"] {
+    for d in [
+        "bin", "proc", "sys", "dev", "tmp", "etc", "root", "var", "run",
+    ] {
         fs::create_dir_all(rootfs.join(d)).expect("mkdir in rootfs");
     }
     fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
-    let list = Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
+    let list = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if applet != "busybox" {
             let _ = symlink("busybox", rootfs.join("bin").join(applet));
         }
     }
-    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").expect("passwd");
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )
+    .expect("passwd");
     fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
     fs::write(rootfs.join("etc/hostname"), "bundle\n").expect("hostname");
 }
@@ -119,7 +132,9 @@ pub fn static_program(name: &str) -> PathBuf {
     if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
         return p.clone();
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("support").join(format!("{name}.c"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("support")
+        .join(format!("{name}.c"));
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-programs");
     fs::create_dir_all(&dir).expect("create target/test-programs");
     let out = dir.join(name);
@@ -130,7 +145,12 @@ pub fn static_program(name: &str) -> PathBuf {
         .arg(&src)
         .status()
         .unwrap_or_else(|e| panic!("gcc is missing ({e}); run `{}`", crate::prereq::SETUP));
-    assert!(status.success(), "compiling {} failed; run `{}`", src.display(), crate::prereq::SETUP);
+    assert!(
+        status.success(),
+        "compiling {} failed; run `{}`",
+        src.display(),
+        crate::prereq::SETUP
+    );
     fs::rename(&tmp, &out).expect("install test program");
     built.push((name.to_string(), out.clone()));
     out

@@ -15,7 +15,9 @@ impl NetNs {
         let _ = Command::new("ip").args(["netns", "del", name]).output();
         run("ip", &["netns", "add", name]);
         run("ip", &["-n", name, "link", "set", "lo", "up"]);
-        NetNs { name: name.to_string() }
+        NetNs {
+            name: name.to_string(),
+        }
     }
 
     /// Path to join it by.
@@ -26,7 +28,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -37,7 +41,10 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
         .output()
         .unwrap_or_else(|e| panic!("{cmd} {args:?}: {e} (run `{}`)", crate::prereq::SETUP));
     if !out.status.success() {
-        panic!("{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "{cmd} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -64,12 +71,36 @@ impl LinkedNetNs {
         let _ = Command::new("ip").args(["link", "del", &host_if]).output();
         let host_ip = format!("198.18.{n}.1");
         let ns_ip = format!("198.18.{n}.2");
-        run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", &peer]);
-        let linked = LinkedNetNs { ns, host_if: host_if.clone(), host_ip: host_ip.clone(), ns_ip: ns_ip.clone() };
+        run(
+            "ip",
+            &[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &peer,
+            ],
+        );
+        let linked = LinkedNetNs {
+            ns,
+            host_if: host_if.clone(),
+            host_ip: host_ip.clone(),
+            ns_ip: ns_ip.clone(),
+        };
         run("ip", &["link", "set", &peer, "netns", &linked.ns.name]);
-        run("ip", &["addr", "add", &format!("{host_ip}/24"), "dev", &host_if]);
+        run(
+            "ip",
+            &["addr", "add", &format!("{host_ip}/24"), "dev", &host_if],
+        );
         run("ip", &["link", "set", &host_if, "up"]);
-        run("ip", &["-n", &linked.ns.name, "addr", "add", &format!("{ns_ip}/24"), "dev", &peer]);
+        run(
+            "ip",
+            &[
+                "-n",
+                &linked.ns.name,
+                "addr",
+                "add",
+                &format!("{ns_ip}/24"),
+                "dev",
+                &peer,
+            ],
+        );
         run("ip", &["-n", &linked.ns.name, "link", "set", &peer, "up"]);
         linked
     }
@@ -77,6 +108,8 @@ impl LinkedNetNs {
 
 impl Drop for LinkedNetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
     }
 }

@@ -21,15 +21,30 @@ pub struct TestRuntime {
     state: tempfile::TempDir,
 }
 
+impl Default for TestRuntime {
+    fn default() -> Self {
+        TestRuntime::new()
+    }
+}
+
 impl TestRuntime {
     /// A new runtime under `/run/migrate-test-*` with cgroup parent `/migrate-test-<pid>-<n>`.
     pub fn new() -> TestRuntime {
         crate::prereq::require_runtime();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let parent = format!("/migrate-test-{}-{n}", std::process::id());
-        let state = tempfile::Builder::new().prefix("migrate-test-").tempdir_in("/run").expect("state dir");
-        let rt = Runtime::new(state.path()).expect("open runtime").with_cgroup_parent(parent.clone());
-        TestRuntime { rt, cgroup_parent: parent, state }
+        let state = tempfile::Builder::new()
+            .prefix("migrate-test-")
+            .tempdir_in("/run")
+            .expect("state dir");
+        let rt = Runtime::new(state.path())
+            .expect("open runtime")
+            .with_cgroup_parent(parent.clone());
+        TestRuntime {
+            rt,
+            cgroup_parent: parent,
+            state,
+        }
     }
 
     /// The state root.
@@ -39,8 +54,12 @@ impl TestRuntime {
 
     /// Creates and starts a container from `bundle`, with piped stdio.
     pub fn run(&self, id: &str, bundle: &Path) -> (Container, ContainerStdio) {
-        let (c, stdio) = self.rt.create(id, bundle, CreateOpts::default()).unwrap_or_else(|e| panic!("create {id}: {}", chain(&e)));
-        c.start().unwrap_or_else(|e| panic!("start {id}: {}", chain(&e)));
+        let (c, stdio) = self
+            .rt
+            .create(id, bundle, CreateOpts::default())
+            .unwrap_or_else(|e| panic!("create {id}: {}", chain(&e)));
+        c.start()
+            .unwrap_or_else(|e| panic!("start {id}: {}", chain(&e)));
         (c, stdio)
     }
 
@@ -86,7 +105,8 @@ pub fn read_all(fd: OwnedFd, timeout: Duration) -> String {
         let _ = std::fs::File::from(fd).read_to_string(&mut s);
         let _ = tx.send(s);
     });
-    rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("pipe not closed within {timeout:?}"))
+    rx.recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("pipe not closed within {timeout:?}"))
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

@@ -12,15 +12,27 @@ use serde_json::json;
 const T: Duration = Duration::from_secs(30);
 
 fn counter_bundle() -> TestBundle {
-    TestBundle::busybox(&["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; usleep 20000; done"])
+    TestBundle::busybox(&[
+        "sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; usleep 20000; done",
+    ])
 }
 
 fn count(c: &Container) -> u64 {
-    wait_for("the counter file", T, || fs::read_to_string(c.upper_dir().join("tmp/count")).ok()?.trim().parse().ok())
+    wait_for("the counter file", T, || {
+        fs::read_to_string(c.upper_dir().join("tmp/count"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 fn exec_out(c: &Container, cmd: &str) -> (i32, String) {
-    let (p, mut io) = c.exec(ExecOpts::new(["sh", "-c", cmd])).unwrap_or_else(|e| panic!("exec {cmd}: {}", chain(&e)));
+    let (p, mut io) = c
+        .exec(ExecOpts::new(["sh", "-c", cmd]))
+        .unwrap_or_else(|e| panic!("exec {cmd}: {}", chain(&e)));
     let out = read_all(io.stdout.take().unwrap(), T);
     (p.wait().unwrap(), out)
 }
@@ -34,20 +46,33 @@ fn counter_continues_after_restore_with_same_id() {
     wait_for("counter to run", T, || (count(&c) > 5).then_some(()));
     let images = tempfile::tempdir_in("/run").unwrap();
     let dir = images.path().join("ckpt");
-    let done = c.checkpoint(&dir, CheckpointOpts::default()).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    let done = c
+        .checkpoint(&dir, CheckpointOpts::default())
+        .unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
     assert!(done.frozen > Duration::ZERO);
-    assert_eq!(c.status(), Status::Stopped, "a checkpoint without leave_running stops the container");
+    assert_eq!(
+        c.status(),
+        Status::Stopped,
+        "a checkpoint without leave_running stops the container"
+    );
     let at_dump = count(&c);
     assert!(dir.join("dump.log").is_file() && dir.join("runtime.json").is_file());
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(count(&c), at_dump, "the counter ran on after the dump");
     c.delete(false).unwrap();
-    let (r, _io, _) = t.rt.restore(&dir, "ctr", RestoreOpts::default()).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    let (r, _io, _) =
+        t.rt.restore(&dir, "ctr", RestoreOpts::default())
+            .unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
     assert_eq!(r.status(), Status::Running);
     assert!(dir.join("restore.log").is_file());
     let first = count(&r);
-    assert!(first >= at_dump, "restored counter {first} started below {at_dump}: it restarted instead of continuing");
-    wait_for("restored counter to advance", T, || (count(&r) > first + 3).then_some(()));
+    assert!(
+        first >= at_dump,
+        "restored counter {first} started below {at_dump}: it restarted instead of continuing"
+    );
+    wait_for("restored counter to advance", T, || {
+        (count(&r) > first + 3).then_some(())
+    });
     // exec works in the restored container (it lives in a new time namespace).
     let (code, out) = exec_out(&r, "cat /tmp/count");
     assert_eq!(code, 0);
@@ -62,15 +87,28 @@ fn leave_running_checkpoint_restores_as_second_container() {
     let (c, _io) = t.run("orig", b.path());
     wait_for("counter to run", T, || (count(&c) > 5).then_some(()));
     let images = tempfile::tempdir_in("/run").unwrap();
-    c.checkpoint(images.path(), CheckpointOpts { leave_running: true, ..Default::default() }).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    c.checkpoint(
+        images.path(),
+        CheckpointOpts {
+            leave_running: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
     assert_eq!(c.status(), Status::Running);
     let before = count(&c);
-    wait_for("original keeps counting", T, || (count(&c) > before + 3).then_some(()));
-    let (copy, _io, _) = t.rt.restore(images.path(), "copy", RestoreOpts::default()).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    wait_for("original keeps counting", T, || {
+        (count(&c) > before + 3).then_some(())
+    });
+    let (copy, _io, _) =
+        t.rt.restore(images.path(), "copy", RestoreOpts::default())
+            .unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
     assert_eq!(copy.status(), Status::Running);
     assert_ne!(copy.pid(), c.pid());
     let start = count(&copy);
-    wait_for("copy counts too", T, || (count(&copy) > start + 3).then_some(()));
+    wait_for("copy counts too", T, || {
+        (count(&copy) > start + 3).then_some(())
+    });
     assert_eq!(c.status(), Status::Running);
 }
 
@@ -81,17 +119,40 @@ fn restore_into_new_cgroup_enforces_memory_limit() {
     let mut b = TestBundle::busybox(&["sh", "-c", "echo ready > /tmp/ready; sleep 600"]);
     b.edit(|s| s["linux"]["resources"]["memory"] = json!({"limit": 48 << 20}));
     let (c, _io) = t.run("mem", b.path());
-    wait_for("container ready", T, || c.upper_dir().join("tmp/ready").exists().then_some(()));
+    wait_for("container ready", T, || {
+        c.upper_dir().join("tmp/ready").exists().then_some(())
+    });
     let images = tempfile::tempdir_in("/run").unwrap();
-    c.checkpoint(images.path(), CheckpointOpts::default()).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    c.checkpoint(images.path(), CheckpointOpts::default())
+        .unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
     let new_path = format!("{}/elsewhere/mem2", t.cgroup_parent);
-    let opts = RestoreOpts { cgroup_path: Some(new_path.clone()), ..Default::default() };
-    let (r, _io, _) = t.rt.restore(images.path(), "mem2", opts).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    let opts = RestoreOpts {
+        cgroup_path: Some(new_path.clone()),
+        ..Default::default()
+    };
+    let (r, _io, _) =
+        t.rt.restore(images.path(), "mem2", opts)
+            .unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
     let cg = fs::read_to_string(format!("/proc/{}/cgroup", r.pid())).unwrap();
-    assert!(cg.lines().any(|l| l.starts_with(&format!("{}:", cg.lines().find(|l| l.contains(":memory:")).unwrap().split(':').next().unwrap())) && l.ends_with(&new_path)), "{cg}");
+    assert!(
+        cg.lines().any(|l| l.starts_with(&format!(
+            "{}:",
+            cg.lines()
+                .find(|l| l.contains(":memory:"))
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+        )) && l.ends_with(&new_path)),
+        "{cg}"
+    );
     assert_eq!(r.stats().unwrap().memory_limit, Some(48 << 20));
     let (code, _) = exec_out(&r, "dd if=/dev/zero of=/dev/null bs=96M count=1");
-    assert_eq!(code, 128 + 9, "allocating past the limit in the restored container is OOM-killed");
+    assert_eq!(
+        code,
+        128 + 9,
+        "allocating past the limit in the restored container is OOM-killed"
+    );
     let (code, _) = exec_out(&r, "dd if=/dev/zero of=/dev/null bs=8M count=1");
     assert_eq!(code, 0);
 }
@@ -102,11 +163,21 @@ fn shm_and_appended_file_offset_survive() {
     let t = TestRuntime::new();
     let b = TestBundle::busybox(&["sh", "-c", "echo shm-data > /dev/shm/keep; exec 3>>/tmp/log; i=0; while :; do i=$((i+1)); echo line$i >&3; usleep 20000; done"]);
     let (c, _io) = t.run("shm", b.path());
-    wait_for("log lines", T, || (fs::read_to_string(c.upper_dir().join("tmp/log")).ok()?.lines().count() > 5).then_some(()));
+    wait_for("log lines", T, || {
+        (fs::read_to_string(c.upper_dir().join("tmp/log"))
+            .ok()?
+            .lines()
+            .count()
+            > 5)
+        .then_some(())
+    });
     let images = tempfile::tempdir_in("/run").unwrap();
-    c.checkpoint(images.path(), CheckpointOpts::default()).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    c.checkpoint(images.path(), CheckpointOpts::default())
+        .unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
     c.delete(false).unwrap();
-    let (r, _io, _) = t.rt.restore(images.path(), "shm", RestoreOpts::default()).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    let (r, _io, _) =
+        t.rt.restore(images.path(), "shm", RestoreOpts::default())
+            .unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
     let (code, out) = exec_out(&r, "cat /dev/shm/keep");
     assert_eq!((code, out.as_str()), (0, "shm-data\n"));
     wait_for("more log lines", T, || {
@@ -116,7 +187,12 @@ fn shm_and_appended_file_offset_survive() {
     // Appending through the restored fd kept the offset: lines are consecutive, none overwritten.
     let text = fs::read_to_string(r.upper_dir().join("tmp/log")).unwrap();
     for (n, line) in text.lines().enumerate() {
-        assert_eq!(line, format!("line{}", n + 1), "log broken at line {}: {text}", n + 1);
+        assert_eq!(
+            line,
+            format!("line{}", n + 1),
+            "log broken at line {}: {text}",
+            n + 1
+        );
     }
 }
 
@@ -129,18 +205,31 @@ fn refused_dump_leaves_container_running_and_thawed() {
     wait_for("counter to run", T, || (count(&c) > 3).then_some(()));
     let images = tempfile::tempdir_in("/run").unwrap();
     // The caller's hold refuses at post-dump: CRIU resumes the frozen tree.
-    let err = c.checkpoint_with(&images.path().join("a"), CheckpointOpts::default(), |_| Err("target said no".into())).unwrap_err();
-    assert!(matches!(err, runtime::Error::CheckpointAborted { .. }), "{}", chain(&err));
+    let err = c
+        .checkpoint_with(&images.path().join("a"), CheckpointOpts::default(), |_| {
+            Err("target said no".into())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, runtime::Error::CheckpointAborted { .. }),
+        "{}",
+        chain(&err)
+    );
     assert_eq!(c.status(), Status::Running);
     let n = count(&c);
-    wait_for("counter advances after the refused dump", T, || (count(&c) > n + 3).then_some(()));
+    wait_for("counter advances after the refused dump", T, || {
+        (count(&c) > n + 3).then_some(())
+    });
     // CRIU itself refuses: an established TCP connection inside the container, dumped without
     // tcp_established. The container must come back running and unfrozen.
     let mut b = TestBundle::busybox(&["sh", "-c", "ip link set lo up; sleep 1000 | nc -l -p 7000 >/dev/null & sleep 0.3; (while :; do echo x; sleep 1; done) | nc 127.0.0.1 7000 >/dev/null & i=0; while :; do i=$((i+1)); echo $i > /tmp/count; usleep 20000; done"]);
     // CAP_NET_ADMIN to bring up loopback.
     b.edit(|s| {
         for set in ["bounding", "effective", "permitted"] {
-            s["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_NET_ADMIN"));
+            s["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_NET_ADMIN"));
         }
     });
     let (c, _io) = t.run("tcp", b.path());
@@ -148,20 +237,39 @@ fn refused_dump_leaves_container_running_and_thawed() {
         let (_, out) = exec_out(&c, "netstat -tn | grep -c ESTABLISHED");
         (out.trim().parse::<u32>().ok()? >= 2).then_some(())
     });
-    let err = c.checkpoint(&images.path().join("b"), CheckpointOpts::default()).unwrap_err();
+    let err = c
+        .checkpoint(&images.path().join("b"), CheckpointOpts::default())
+        .unwrap_err();
     assert!(matches!(err, runtime::Error::Criu(_)), "{}", chain(&err));
-    assert!(chain(&err).contains("tcp") || chain(&err).contains("TCP"), "CRIU's reason reaches the caller: {}", chain(&err));
-    assert_eq!(c.status(), Status::Running, "container not running after a failed dump");
-    assert!(matches!(c.cgroup().freezer_state().unwrap(), runtime::cgroups::FreezerState::Thawed));
+    assert!(
+        chain(&err).contains("tcp") || chain(&err).contains("TCP"),
+        "CRIU's reason reaches the caller: {}",
+        chain(&err)
+    );
+    assert_eq!(
+        c.status(),
+        Status::Running,
+        "container not running after a failed dump"
+    );
+    assert!(matches!(
+        c.cgroup().freezer_state().unwrap(),
+        runtime::cgroups::FreezerState::Thawed
+    ));
     let n = count(&c);
-    wait_for("counter advances after CRIU's refusal", T, || (count(&c) > n + 3).then_some(()));
+    wait_for("counter advances after CRIU's refusal", T, || {
+        (count(&c) > n + 3).then_some(())
+    });
 }
 
 fn mem_status(c: &Container) -> (String, u64, String) {
     wait_for("memhog status", T, || {
         let text = fs::read_to_string(c.upper_dir().join("tmp/mem")).ok()?;
         let f: Vec<&str> = text.split_whitespace().collect();
-        Some((f.first()?.to_string(), f.get(1)?.parse().ok()?, f.get(2)?.to_string()))
+        Some((
+            f.first()?.to_string(),
+            f.get(1)?.parse().ok()?,
+            f.get(2)?.to_string(),
+        ))
     })
 }
 
@@ -170,7 +278,10 @@ fn memory_workload_survives_with_its_checksum() {
     require_criu();
     let t = TestRuntime::new();
     let b = TestBundle::busybox(&["/bin/memhog", "64", "/tmp/mem"]);
-    b.add_file(&migrate_tests::bundle::static_program("memhog"), "/bin/memhog");
+    b.add_file(
+        &migrate_tests::bundle::static_program("memhog"),
+        "/bin/memhog",
+    );
     let (c, _io) = t.run("memhog", b.path());
     let (state, _, sum) = wait_for("memhog to fill and verify", T, || {
         let s = mem_status(&c);
@@ -179,27 +290,47 @@ fn memory_workload_survives_with_its_checksum() {
     assert_eq!(state, "ok");
     assert!(c.stats().unwrap().memory_usage > 64 << 20);
     let images = tempfile::tempdir_in("/run").unwrap();
-    c.checkpoint(images.path(), CheckpointOpts::default()).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    c.checkpoint(images.path(), CheckpointOpts::default())
+        .unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
     let (_, round_at_dump, _) = mem_status(&c);
     c.delete(false).unwrap();
-    let (r, _io, _) = t.rt.restore(images.path(), "memhog", RestoreOpts::default()).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    let (r, _io, _) =
+        t.rt.restore(images.path(), "memhog", RestoreOpts::default())
+            .unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
     let (state, round, after) = wait_for("memhog to re-verify after restore", T, || {
         let s = mem_status(&r);
         (s.1 >= round_at_dump + 2 || s.0 != "ok").then_some(s)
     });
-    assert_eq!((state.as_str(), after.as_str()), ("ok", sum.as_str()), "memory changed across checkpoint/restore");
-    assert!(round > round_at_dump, "it continued from round {round_at_dump}, not from scratch");
+    assert_eq!(
+        (state.as_str(), after.as_str()),
+        ("ok", sum.as_str()),
+        "memory changed across checkpoint/restore"
+    );
+    assert!(
+        round > round_at_dump,
+        "it continued from round {round_at_dump}, not from scratch"
+    );
 }
 
 #[test]
 fn process_tree_keeps_its_pids() {
     require_criu();
     let t = TestRuntime::new();
-    let b = TestBundle::busybox(&["sh", "-c", "sleep 1000 & (sleep 1000 & sleep 1000) & sleep 1000 & while :; do usleep 50000; done"]);
+    let b = TestBundle::busybox(&[
+        "sh",
+        "-c",
+        "sleep 1000 & (sleep 1000 & sleep 1000) & sleep 1000 & while :; do usleep 50000; done",
+    ]);
     let (c, _io) = t.run("tree", b.path());
     let tree = |c: &Container| {
-        let (_, out) = exec_out(c, "ps -o pid,ppid,args | grep -v -e 'ps -o' -e 'grep' -e 'sh -c ps' -e usleep");
-        let mut lines: Vec<String> = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        let (_, out) = exec_out(
+            c,
+            "ps -o pid,ppid,args | grep -v -e 'ps -o' -e 'grep' -e 'sh -c ps' -e usleep",
+        );
+        let mut lines: Vec<String> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
         lines.sort();
         lines
     };
@@ -208,10 +339,17 @@ fn process_tree_keeps_its_pids() {
         (t.iter().filter(|l| l.ends_with("sleep 1000")).count() == 4).then_some(t)
     });
     let images = tempfile::tempdir_in("/run").unwrap();
-    c.checkpoint(images.path(), CheckpointOpts::default()).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    c.checkpoint(images.path(), CheckpointOpts::default())
+        .unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
     c.delete(false).unwrap();
-    let (r, _io, _) = t.rt.restore(images.path(), "tree", RestoreOpts::default()).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
-    assert_eq!(tree(&r), before, "the process tree changed across checkpoint/restore");
+    let (r, _io, _) =
+        t.rt.restore(images.path(), "tree", RestoreOpts::default())
+            .unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    assert_eq!(
+        tree(&r),
+        before,
+        "the process tree changed across checkpoint/restore"
+    );
 }
 
 #[test]
@@ -231,7 +369,9 @@ fn tcp_connection_from_outside_survives() {
     });
     let (c, _io) = t.run("tcp", b.path());
     let addr = format!("{}:8000", net.ns_ip);
-    let stream = wait_for("the server to listen", T, || std::net::TcpStream::connect(&addr).ok());
+    let stream = wait_for("the server to listen", T, || {
+        std::net::TcpStream::connect(&addr).ok()
+    });
     stream.set_read_timeout(Some(T)).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
@@ -240,12 +380,18 @@ fn tcp_connection_from_outside_survives() {
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "before\n");
     let images = tempfile::tempdir_in("/run").unwrap();
-    let opts = CheckpointOpts { tcp_established: true, ..Default::default() };
-    c.checkpoint(images.path(), opts).unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    let opts = CheckpointOpts {
+        tcp_established: true,
+        ..Default::default()
+    };
+    c.checkpoint(images.path(), opts)
+        .unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
     c.delete(false).unwrap();
     // Sent while the server is down: the network lock holds it until the restore.
     writer.write_all(b"during\n").unwrap();
-    let (r, _io, _) = t.rt.restore(images.path(), "tcp", RestoreOpts::default()).unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    let (r, _io, _) =
+        t.rt.restore(images.path(), "tcp", RestoreOpts::default())
+            .unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
     assert_eq!(r.status(), Status::Running);
     line.clear();
     reader.read_line(&mut line).unwrap();
@@ -253,5 +399,8 @@ fn tcp_connection_from_outside_survives() {
     writer.write_all(b"after\n").unwrap();
     line.clear();
     reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "after\n", "the same connection keeps working after restore");
+    assert_eq!(
+        line, "after\n",
+        "the same connection keeps working after restore"
+    );
 }

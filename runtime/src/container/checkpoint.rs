@@ -57,14 +57,24 @@ pub struct CheckpointMeta {
 impl CheckpointMeta {
     /// Reads `<dir>/runtime.json`.
     pub fn load(dir: &Path) -> Result<CheckpointMeta> {
-        let bad = |reason: String| Error::InvalidCheckpoint { dir: dir.to_path_buf(), reason };
-        let text = fs::read(dir.join(CHECKPOINT_META)).map_err(|e| bad(format!("cannot read {CHECKPOINT_META}: {e}")))?;
-        let meta: CheckpointMeta = serde_json::from_slice(&text).map_err(|e| bad(format!("{CHECKPOINT_META}: {e}")))?;
+        let bad = |reason: String| Error::InvalidCheckpoint {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let text = fs::read(dir.join(CHECKPOINT_META))
+            .map_err(|e| bad(format!("cannot read {CHECKPOINT_META}: {e}")))?;
+        let meta: CheckpointMeta =
+            serde_json::from_slice(&text).map_err(|e| bad(format!("{CHECKPOINT_META}: {e}")))?;
         if meta.version != CHECKPOINT_VERSION {
-            return Err(bad(format!("checkpoint version {} is not the supported {CHECKPOINT_VERSION}", meta.version)));
+            return Err(bad(format!(
+                "checkpoint version {} is not the supported {CHECKPOINT_VERSION}",
+                meta.version
+            )));
         }
         if !dir.join("inventory.img").is_file() {
-            return Err(bad("inventory.img is missing (not a CRIU image directory)".into()));
+            return Err(bad(
+                "inventory.img is missing (not a CRIU image directory)".into()
+            ));
         }
         Ok(meta)
     }
@@ -105,9 +115,19 @@ impl Container {
         let mut external = Vec::new();
         for ns in &self.state.namespaces {
             if ns.typ == "network" && ns.path.is_some() {
-                let link = fs::read_link(format!("/proc/{}/ns/net", self.state.pid))
-                    .map_err(|e| Error::io("read network namespace of", format!("/proc/{}", self.state.pid), e))?;
-                let ino = link.to_string_lossy().trim_start_matches("net:[").trim_end_matches(']').to_string();
+                let link =
+                    fs::read_link(format!("/proc/{}/ns/net", self.state.pid)).map_err(|e| {
+                        Error::io(
+                            "read network namespace of",
+                            format!("/proc/{}", self.state.pid),
+                            e,
+                        )
+                    })?;
+                let ino = link
+                    .to_string_lossy()
+                    .trim_start_matches("net:[")
+                    .trim_end_matches(']')
+                    .to_string();
                 external.push(format!("net[{ino}]:{NETNS_KEY}"));
             }
         }
@@ -120,7 +140,10 @@ impl Container {
             file_locks: opts.file_locks,
             freeze_cgroup: Some(self.cgroup().freezer_path()),
             manage_cgroups_mode: Some(CgroupMode::Soft),
-            ext_mounts: bind_mounts.iter().map(|(dest, _)| (dest.clone(), dest.clone())).collect(),
+            ext_mounts: bind_mounts
+                .iter()
+                .map(|(dest, _)| (dest.clone(), dest.clone()))
+                .collect(),
             external,
             ..Default::default()
         };
@@ -145,7 +168,13 @@ impl Container {
             }
             // Images are complete and the tree is frozen: save what the runtime needs beside them.
             let saved = self.save_rootfs_diff(dir).and_then(|()| {
-                spec.save(dir.join(SPEC_FILE)).map_err(|e| Error::io("write", dir.join(SPEC_FILE), std::io::Error::other(e.to_string())))
+                spec.save(dir.join(SPEC_FILE)).map_err(|e| {
+                    Error::io(
+                        "write",
+                        dir.join(SPEC_FILE),
+                        std::io::Error::other(e.to_string()),
+                    )
+                })
             });
             if let Err(e) = saved {
                 aborted = Some(e.to_string());
@@ -160,17 +189,28 @@ impl Container {
         match result {
             Ok(outcome) => {
                 meta.frozen_ms = frozen.as_millis() as u64;
-                let data = serde_json::to_vec_pretty(&meta).map_err(|e| Error::io("encode", dir.join(CHECKPOINT_META), std::io::Error::other(e)))?;
+                let data = serde_json::to_vec_pretty(&meta).map_err(|e| {
+                    Error::io(
+                        "encode",
+                        dir.join(CHECKPOINT_META),
+                        std::io::Error::other(e),
+                    )
+                })?;
                 write_atomic(&dir.join(CHECKPOINT_META), &data)?;
                 if !opts.leave_running {
                     // CRIU killed the tree; reap init if it is our child.
                     self.try_reap();
                 }
-                Ok(Checkpointed { dir: dir.to_path_buf(), dump_time: outcome.elapsed.max(started.elapsed()), frozen })
+                Ok(Checkpointed {
+                    dir: dir.to_path_buf(),
+                    dump_time: outcome.elapsed.max(started.elapsed()),
+                    frozen,
+                })
             }
-            Err(CriuError::Notify { .. }) if aborted.is_some() => {
-                Err(Error::CheckpointAborted { id: self.state.id.clone(), reason: aborted.unwrap_or_default() })
-            }
+            Err(CriuError::Notify { .. }) if aborted.is_some() => Err(Error::CheckpointAborted {
+                id: self.state.id.clone(),
+                reason: aborted.unwrap_or_default(),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -180,7 +220,14 @@ impl Container {
         let upper = self.upper_dir();
         let tar = dir.join(ROOTFS_DIFF);
         let out = Command::new("tar")
-            .args(["--create", "--xattrs", "--xattrs-include=trusted.*", "--numeric-owner", "--sparse", "-f"])
+            .args([
+                "--create",
+                "--xattrs",
+                "--xattrs-include=trusted.*",
+                "--numeric-owner",
+                "--sparse",
+                "-f",
+            ])
             .arg(&tar)
             .arg("-C")
             .arg(&upper)
@@ -188,7 +235,11 @@ impl Container {
             .output()
             .map_err(|e| Error::io("run tar on", &upper, e))?;
         if !out.status.success() {
-            return Err(Error::io("archive", &upper, std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string())));
+            return Err(Error::io(
+                "archive",
+                &upper,
+                std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            ));
         }
         Ok(())
     }
@@ -203,9 +254,18 @@ pub(crate) fn bind_mounts(spec: &Spec) -> Vec<(String, PathBuf)> {
         .iter()
         .flatten()
         .filter(|m| {
-            m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind")
+            m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind")
         })
-        .map(|m| (m.destination().display().to_string(), m.source().clone().unwrap_or_default()))
+        .map(|m| {
+            (
+                m.destination().display().to_string(),
+                m.source().clone().unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -213,10 +273,17 @@ fn create_empty_dir(dir: &Path) -> Result<()> {
     match fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return Err(Error::InvalidCheckpoint { dir: dir.to_path_buf(), reason: "directory is not empty".into() });
+                return Err(Error::InvalidCheckpoint {
+                    dir: dir.to_path_buf(),
+                    reason: "directory is not empty".into(),
+                });
             }
             Ok(())
         }
-        Err(_) => fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io("create checkpoint directory", dir, e)),
+        Err(_) => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("create checkpoint directory", dir, e)),
     }
 }

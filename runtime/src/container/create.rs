@@ -32,7 +32,10 @@ pub struct CreateOpts {
 
 impl Default for CreateOpts {
     fn default() -> Self {
-        CreateOpts { rootfs: RootfsMode::Overlay, stdio: Stdio::Pipes }
+        CreateOpts {
+            rootfs: RootfsMode::Overlay,
+            stdio: Stdio::Pipes,
+        }
     }
 }
 
@@ -60,7 +63,12 @@ impl Drop for Undo {
 
 impl Runtime {
     /// Creates a container from the bundle at `bundle`; its process waits for [`Container::start`].
-    pub fn create(&self, id: &str, bundle: &Path, opts: CreateOpts) -> Result<(Container, ContainerStdio)> {
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        opts: CreateOpts,
+    ) -> Result<(Container, ContainerStdio)> {
         validate_id(id)?;
         let bundle = Bundle::load(bundle)?;
         let dir = self.root.join(id);
@@ -68,17 +76,33 @@ impl Runtime {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
         if opts.rootfs == RootfsMode::Overlay {
-            check_overlay_safe(&dir).map_err(|reason| Error::InvalidBundle { bundle: bundle.dir.clone(), reason })?;
+            check_overlay_safe(&dir).map_err(|reason| Error::InvalidBundle {
+                bundle: bundle.dir.clone(),
+                reason,
+            })?;
         }
-        let wrap = |step: &str, e: Error| Error::Create { id: id.to_string(), step: step.to_string(), source: Box::new(e) };
-        let mut undo = Undo { dir: None, cgroup: None, pid: None };
+        let wrap = |step: &str, e: Error| Error::Create {
+            id: id.to_string(),
+            step: step.to_string(),
+            source: Box::new(e),
+        };
+        let mut undo = Undo {
+            dir: None,
+            cgroup: None,
+            pid: None,
+        };
 
-        fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { id: id.to_string() },
-            _ => Error::io("create state directory", &dir, e),
-        })?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { id: id.to_string() },
+                _ => Error::io("create state directory", &dir, e),
+            })?;
         undo.dir = Some(dir.clone());
-        let plan = self.prepare_dir(id, &dir, &bundle, opts.rootfs).map_err(|e| wrap("prepare state directory", e))?;
+        let plan = self
+            .prepare_dir(id, &dir, &bundle, opts.rootfs)
+            .map_err(|e| wrap("prepare state directory", e))?;
 
         let cgroup_path = self.cgroup_path(id, &bundle.spec);
         let resources = resources_with_default_devices(&bundle.spec);
@@ -87,54 +111,107 @@ impl Runtime {
         undo.cgroup = Some(cgroup.clone());
 
         let (fds, stdio) = opts.stdio.into_fds().map_err(|e| wrap("set up stdio", e))?;
-        let mut helper = spawn_helper(&self.helper, "init", fds).map_err(|e| wrap("start helper", e))?;
-        let sent = channel::send(&mut helper.sock, &plan).map_err(|e| Error::io("send plan to", &self.helper, e));
+        let mut helper =
+            spawn_helper(&self.helper, "init", fds).map_err(|e| wrap("start helper", e))?;
+        let sent = channel::send(&mut helper.sock, &plan)
+            .map_err(|e| Error::io("send plan to", &self.helper, e));
         let pid = sent.and_then(|()| expect(&mut helper.sock, "init pid"));
         let _ = helper.child.wait();
         let pid = match pid.map_err(|e| wrap("start init", e))? {
             Message::Pid(pid) => pid,
-            other => return Err(wrap("start init", Error::Init { step: "start init".into(), message: format!("unexpected {other:?}") })),
+            other => {
+                return Err(wrap(
+                    "start init",
+                    Error::Init {
+                        step: "start init".into(),
+                        message: format!("unexpected {other:?}"),
+                    },
+                ))
+            }
         };
         undo.pid = Some(pid);
-        cgroup.add_process(pid).map_err(|e| wrap("join cgroup", e.into()))?;
-        channel::send(&mut helper.sock, &Message::Go).map_err(|e| wrap("release init", Error::io("write to init of", &dir, e)))?;
+        cgroup
+            .add_process(pid)
+            .map_err(|e| wrap("join cgroup", e.into()))?;
+        channel::send(&mut helper.sock, &Message::Go)
+            .map_err(|e| wrap("release init", Error::io("write to init of", &dir, e)))?;
         match expect(&mut helper.sock, "init setup").map_err(|e| wrap("set up container", e))? {
             Message::Ready => {}
-            other => return Err(wrap("set up container", Error::Init { step: "setup".into(), message: format!("unexpected {other:?}") })),
+            other => {
+                return Err(wrap(
+                    "set up container",
+                    Error::Init {
+                        step: "setup".into(),
+                        message: format!("unexpected {other:?}"),
+                    },
+                ))
+            }
         }
 
-        let (_, pid_start_time) = proc_stat(pid).ok_or_else(|| wrap("record init", Error::Init {
-            step: "record init".into(),
-            message: format!("init {pid} exited during setup"),
-        }))?;
+        let (_, pid_start_time) = proc_stat(pid).ok_or_else(|| {
+            wrap(
+                "record init",
+                Error::Init {
+                    step: "record init".into(),
+                    message: format!("init {pid} exited during setup"),
+                },
+            )
+        })?;
         let state = State {
             version: STATE_VERSION,
             id: id.to_string(),
             bundle: bundle.dir.clone(),
             pid,
             pid_start_time,
-            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
             cgroup_path,
             rootfs_mode: opts.rootfs,
             rootfs_lower: bundle.rootfs.clone(),
             stdio: (0..3)
-                .map(|fd| fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default())
+                .map(|fd| {
+                    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                })
                 .collect(),
             namespaces: namespace_states(&bundle.spec),
-            annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+            annotations: bundle
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         };
         state.save(&dir).map_err(|e| wrap("save state", e))?;
         undo.pid = None;
         undo.cgroup = None;
         undo.dir = None;
-        let container = Container { dir, state, layout: self.layout.clone(), helper: self.helper.clone() };
+        let container = Container {
+            dir,
+            state,
+            layout: self.layout.clone(),
+            helper: self.helper.clone(),
+        };
         Ok((container, stdio))
     }
 
-    fn prepare_dir(&self, id: &str, dir: &Path, bundle: &Bundle, mode: RootfsMode) -> Result<InitPlan> {
+    fn prepare_dir(
+        &self,
+        id: &str,
+        dir: &Path,
+        bundle: &Bundle,
+        mode: RootfsMode,
+    ) -> Result<InitPlan> {
         let mkdir = |name: &str| -> Result<PathBuf> {
             let path = dir.join(name);
-            fs::DirBuilder::new().mode(0o755).create(&path).map_err(|e| Error::io("create", &path, e))?;
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&path)
+                .map_err(|e| Error::io("create", &path, e))?;
             Ok(path)
         };
         let rootfs = RootfsPlan {
@@ -145,8 +222,15 @@ impl Runtime {
             mountpoint: mkdir("rootfs")?,
         };
         let fifo = dir.join(EXEC_FIFO);
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(|e| Error::sys(format!("create {}", fifo.display()), e))?;
-        bundle.spec.save(dir.join(SPEC_FILE)).map_err(|e| Error::io("write", dir.join(SPEC_FILE), std::io::Error::other(e.to_string())))?;
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::sys(format!("create {}", fifo.display()), e))?;
+        bundle.spec.save(dir.join(SPEC_FILE)).map_err(|e| {
+            Error::io(
+                "write",
+                dir.join(SPEC_FILE),
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
         Ok(InitPlan {
             id: id.to_string(),
             spec: bundle.spec.clone(),
@@ -157,7 +241,11 @@ impl Runtime {
     }
 
     fn cgroup_path(&self, id: &str, spec: &Spec) -> String {
-        match spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) {
+        match spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+        {
             Some(path) if path.is_absolute() => path.display().to_string(),
             Some(path) => format!("{}/{}", self.cgroup_parent, path.display()),
             None => format!("{}/{id}", self.cgroup_parent),
@@ -171,24 +259,36 @@ fn namespace_states(spec: &Spec) -> Vec<NamespaceState> {
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default()
         .iter()
-        .map(|ns| NamespaceState { typ: ns_type_name(ns.typ()), path: ns.path().clone() })
+        .map(|ns| NamespaceState {
+            typ: ns_type_name(ns.typ()),
+            path: ns.path().clone(),
+        })
         .collect()
 }
 
 /// OCI name of a namespace type (`network`, `mount`, ...).
 fn ns_type_name(t: oci_spec::runtime::LinuxNamespaceType) -> String {
-    serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// The spec's resources with the device rules completed: the spec's rules, then the default
 /// nodes and the spec's own devices (the cgroup denies everything else).
 pub(crate) fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
     let linux = spec.linux().as_ref();
-    let mut resources = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+    let mut resources = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
     let mut rules = resources.devices().clone().unwrap_or_default();
     rules.extend(default_device_rules());
     for d in linux.and_then(|l| l.devices().clone()).unwrap_or_default() {
-        let typ = if d.typ() == LinuxDeviceType::B { LinuxDeviceType::B } else { LinuxDeviceType::C };
+        let typ = if d.typ() == LinuxDeviceType::B {
+            LinuxDeviceType::B
+        } else {
+            LinuxDeviceType::C
+        };
         rules.push(
             LinuxDeviceCgroupBuilder::default()
                 .allow(true)

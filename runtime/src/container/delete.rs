@@ -19,7 +19,11 @@ impl Container {
         let status = self.status();
         if status != Status::Stopped {
             if !force {
-                return Err(Error::WrongState { id: self.state.id.clone(), status: status.to_string(), op: "delete (use force)" });
+                return Err(Error::WrongState {
+                    id: self.state.id.clone(),
+                    status: status.to_string(),
+                    op: "delete (use force)",
+                });
             }
             self.kill(Signal::SIGKILL, true)?;
         }
@@ -27,7 +31,11 @@ impl Container {
         let deadline = Instant::now() + KILL_WAIT;
         loop {
             self.try_reap();
-            let left = if cgroup.exists() { cgroup.procs()? } else { Vec::new() };
+            let left = if cgroup.exists() {
+                cgroup.procs()?
+            } else {
+                Vec::new()
+            };
             if left.is_empty() && !self.init_alive() {
                 break;
             }

@@ -26,7 +26,12 @@ pub struct ExecOpts {
 impl ExecOpts {
     /// Runs `args` with piped stdio and the container process's environment, user and cwd.
     pub fn new<S: Into<String>>(args: impl IntoIterator<Item = S>) -> ExecOpts {
-        ExecOpts { args: args.into_iter().map(Into::into).collect(), env: Vec::new(), cwd: None, stdio: Stdio::Pipes }
+        ExecOpts {
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+            stdio: Stdio::Pipes,
+        }
     }
 }
 
@@ -40,7 +45,10 @@ pub struct ExecProcess {
 impl ExecProcess {
     /// Waits for the process; returns its exit code (128 + signal when killed).
     pub fn wait(mut self) -> Result<i32> {
-        let status = self.helper.wait().map_err(|e| Error::io("wait for exec helper", "migrate-rt-init", e))?;
+        let status = self
+            .helper
+            .wait()
+            .map_err(|e| Error::io("wait for exec helper", "migrate-rt-init", e))?;
         Ok(status.code().unwrap_or(-1))
     }
 }
@@ -51,7 +59,10 @@ impl Container {
     pub fn exec(&self, opts: ExecOpts) -> Result<(ExecProcess, ContainerStdio)> {
         self.require(&[Status::Running], "exec")?;
         if opts.args.is_empty() || opts.args[0].is_empty() {
-            return Err(Error::Init { step: "exec".into(), message: "no command given".into() });
+            return Err(Error::Init {
+                step: "exec".into(),
+                message: "no command given".into(),
+            });
         }
         let spec = self.spec()?;
         let mut process: Process = spec.process().clone().unwrap_or_default();
@@ -65,10 +76,19 @@ impl Container {
         process.set_terminal(Some(false));
         let (fds, stdio) = opts.stdio.into_fds()?;
         let mut helper = spawn_helper(&self.helper, "exec", fds)?;
-        let plan = ExecPlan { init_pid: self.state.pid, process };
+        let plan = ExecPlan {
+            init_pid: self.state.pid,
+            process,
+        };
         let started = self.start_exec(&mut helper.sock, &plan);
         match started {
-            Ok(pid) => Ok((ExecProcess { pid, helper: helper.child }, stdio)),
+            Ok(pid) => Ok((
+                ExecProcess {
+                    pid,
+                    helper: helper.child,
+                },
+                stdio,
+            )),
             Err(e) => {
                 let _ = helper.child.kill();
                 let _ = helper.child.wait();
@@ -81,17 +101,30 @@ impl Container {
 impl Container {
     /// Sends the plan, moves the forked process into the cgroup, releases it, and waits until
     /// it exec'd. Returns its host PID.
-    fn start_exec(&self, sock: &mut std::os::unix::net::UnixStream, plan: &ExecPlan) -> Result<i32> {
+    fn start_exec(
+        &self,
+        sock: &mut std::os::unix::net::UnixStream,
+        plan: &ExecPlan,
+    ) -> Result<i32> {
         channel::send(sock, plan).map_err(|e| Error::io("send exec plan to", &self.helper, e))?;
         let pid = match expect(sock, "exec pid")? {
             Message::Pid(pid) => pid,
-            other => return Err(Error::Init { step: "exec".into(), message: format!("unexpected {other:?}") }),
+            other => {
+                return Err(Error::Init {
+                    step: "exec".into(),
+                    message: format!("unexpected {other:?}"),
+                })
+            }
         };
         self.cgroup().add_process(pid)?;
-        channel::send(sock, &Message::Go).map_err(|e| Error::io("release exec'd process via", &self.helper, e))?;
+        channel::send(sock, &Message::Go)
+            .map_err(|e| Error::io("release exec'd process via", &self.helper, e))?;
         match expect(sock, "exec")? {
             Message::Ready => Ok(pid),
-            other => Err(Error::Init { step: "exec".into(), message: format!("unexpected {other:?}") }),
+            other => Err(Error::Init {
+                step: "exec".into(),
+                message: format!("unexpected {other:?}"),
+            }),
         }
     }
 }

@@ -16,8 +16,9 @@ impl Container {
     pub fn kill(&self, signal: Signal, all: bool) -> Result<()> {
         let status = self.require(&[Status::Created, Status::Running, Status::Paused], "kill")?;
         if !all {
-            return kill(Pid::from_raw(self.state.pid), signal)
-                .map_err(|e| Error::sys(format!("send {signal} to container {}", self.state.id), e));
+            return kill(Pid::from_raw(self.state.pid), signal).map_err(|e| {
+                Error::sys(format!("send {signal} to container {}", self.state.id), e)
+            });
         }
         let cgroup = self.cgroup();
         if status != Status::Paused {
@@ -27,7 +28,15 @@ impl Container {
         for pid in cgroup.procs()? {
             match kill(Pid::from_raw(pid), signal) {
                 Ok(()) | Err(nix::Error::ESRCH) => {}
-                Err(e) => result = Err(Error::sys(format!("send {signal} to process {pid} of container {}", self.state.id), e)),
+                Err(e) => {
+                    result = Err(Error::sys(
+                        format!(
+                            "send {signal} to process {pid} of container {}",
+                            self.state.id
+                        ),
+                        e,
+                    ))
+                }
             }
         }
         // A frozen v1 task cannot die; thaw so SIGKILL takes effect (paused stays paused

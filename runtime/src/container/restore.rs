@@ -36,7 +36,11 @@ pub struct RestoreOpts {
 
 impl Default for RestoreOpts {
     fn default() -> Self {
-        RestoreOpts { stdio: Stdio::Pipes, netns: None, cgroup_path: None }
+        RestoreOpts {
+            stdio: Stdio::Pipes,
+            netns: None,
+            cgroup_path: None,
+        }
     }
 }
 
@@ -75,18 +79,35 @@ impl Drop for Undo {
 
 impl Runtime {
     /// Restores the checkpoint in `dir` as container `id`.
-    pub fn restore(&self, dir: &Path, id: &str, opts: RestoreOpts) -> Result<(Container, ContainerStdio, Restored)> {
+    pub fn restore(
+        &self,
+        dir: &Path,
+        id: &str,
+        opts: RestoreOpts,
+    ) -> Result<(Container, ContainerStdio, Restored)> {
         validate_id(id)?;
         let meta = CheckpointMeta::load(dir)?;
         let spec_path = dir.join(SPEC_FILE);
-        let spec = Spec::load(&spec_path).map_err(|e| Error::InvalidCheckpoint { dir: dir.to_path_buf(), reason: format!("{SPEC_FILE}: {e}") })?;
+        let spec = Spec::load(&spec_path).map_err(|e| Error::InvalidCheckpoint {
+            dir: dir.to_path_buf(),
+            reason: format!("{SPEC_FILE}: {e}"),
+        })?;
         let lower = meta.state.rootfs_lower.clone();
         if !lower.is_dir() {
-            return Err(Error::InvalidCheckpoint { dir: dir.to_path_buf(), reason: format!("its base rootfs {} does not exist here", lower.display()) });
+            return Err(Error::InvalidCheckpoint {
+                dir: dir.to_path_buf(),
+                reason: format!("its base rootfs {} does not exist here", lower.display()),
+            });
         }
         for (dest, source) in &meta.bind_mounts {
             if !source.exists() {
-                return Err(Error::InvalidCheckpoint { dir: dir.to_path_buf(), reason: format!("bind mount {dest}: source {} does not exist here", source.display()) });
+                return Err(Error::InvalidCheckpoint {
+                    dir: dir.to_path_buf(),
+                    reason: format!(
+                        "bind mount {dest}: source {} does not exist here",
+                        source.display()
+                    ),
+                });
             }
         }
         let criu = Criu::locate()?;
@@ -94,25 +115,58 @@ impl Runtime {
         if state_dir.exists() {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
-        let wrap = |step: &str, e: Error| Error::Create { id: id.to_string(), step: step.to_string(), source: Box::new(e) };
-        let mut undo = Undo { dir: None, mounted: None, cgroup: None, pid: None };
-        fs::DirBuilder::new().mode(0o700).create(&state_dir).map_err(|e| Error::io("create state directory", &state_dir, e))?;
+        let wrap = |step: &str, e: Error| Error::Create {
+            id: id.to_string(),
+            step: step.to_string(),
+            source: Box::new(e),
+        };
+        let mut undo = Undo {
+            dir: None,
+            mounted: None,
+            cgroup: None,
+            pid: None,
+        };
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&state_dir)
+            .map_err(|e| Error::io("create state directory", &state_dir, e))?;
         undo.dir = Some(state_dir.clone());
 
         let mkdir = |name: &str| -> Result<PathBuf> {
             let p = state_dir.join(name);
-            fs::DirBuilder::new().mode(0o755).create(&p).map_err(|e| Error::io("create", &p, e))?;
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&p)
+                .map_err(|e| Error::io("create", &p, e))?;
             Ok(p)
         };
         let (upper, work, rootfs) = (mkdir("upper")?, mkdir("work")?, mkdir("rootfs")?);
-        unpack_rootfs_diff(&dir.join(ROOTFS_DIFF), &upper).map_err(|e| wrap("unpack rootfs changes", e))?;
-        mount_rootfs(meta.state.rootfs_mode, &lower, &upper, &work, &rootfs).map_err(|e| wrap("mount rootfs", e))?;
+        unpack_rootfs_diff(&dir.join(ROOTFS_DIFF), &upper)
+            .map_err(|e| wrap("unpack rootfs changes", e))?;
+        mount_rootfs(meta.state.rootfs_mode, &lower, &upper, &work, &rootfs)
+            .map_err(|e| wrap("mount rootfs", e))?;
         undo.mounted = Some(rootfs.clone());
-        spec.save(state_dir.join(SPEC_FILE)).map_err(|e| wrap("save spec", Error::io("write", state_dir.join(SPEC_FILE), std::io::Error::other(e.to_string()))))?;
+        spec.save(state_dir.join(SPEC_FILE)).map_err(|e| {
+            wrap(
+                "save spec",
+                Error::io(
+                    "write",
+                    state_dir.join(SPEC_FILE),
+                    std::io::Error::other(e.to_string()),
+                ),
+            )
+        })?;
 
-        let cgroup_path = opts.cgroup_path.clone().unwrap_or_else(|| format!("{}/{id}", self.cgroup_parent));
-        let cgroup = Cgroup::create(&self.layout, &cgroup_path, Some(&resources_with_default_devices(&spec)))
-            .map_err(|e| wrap("create cgroup", e.into()))?;
+        let cgroup_path = opts
+            .cgroup_path
+            .clone()
+            .unwrap_or_else(|| format!("{}/{id}", self.cgroup_parent));
+        let cgroup = Cgroup::create(
+            &self.layout,
+            &cgroup_path,
+            Some(&resources_with_default_devices(&spec)),
+        )
+        .map_err(|e| wrap("create cgroup", e.into()))?;
         undo.cgroup = Some(cgroup.clone());
 
         let (fds, stdio) = opts.stdio.into_fds().map_err(|e| wrap("set up stdio", e))?;
@@ -123,9 +177,17 @@ impl Runtime {
             }
         }
         let mut namespaces = meta.state.namespaces.clone();
-        for ns in namespaces.iter_mut().filter(|ns| ns.typ == "network" && ns.path.is_some()) {
-            let path = opts.netns.clone().or_else(|| ns.path.clone()).unwrap_or_default();
-            let file = fs::File::open(&path).map_err(|e| wrap("open network namespace", Error::io("open", &path, e)))?;
+        for ns in namespaces
+            .iter_mut()
+            .filter(|ns| ns.typ == "network" && ns.path.is_some())
+        {
+            let path = opts
+                .netns
+                .clone()
+                .or_else(|| ns.path.clone())
+                .unwrap_or_default();
+            let file = fs::File::open(&path)
+                .map_err(|e| wrap("open network namespace", Error::io("open", &path, e)))?;
             inherit_fds.push((NETNS_KEY.to_string(), file.into()));
             ns.path = Some(path);
         }
@@ -135,7 +197,11 @@ impl Runtime {
             rst_sibling: true,
             manage_cgroups_mode: Some(CgroupMode::Soft),
             cg_root: vec![(None, cgroup_path.clone())],
-            ext_mounts: meta.bind_mounts.iter().map(|(d, s)| (d.clone(), s.display().to_string())).collect(),
+            ext_mounts: meta
+                .bind_mounts
+                .iter()
+                .map(|(d, s)| (d.clone(), s.display().to_string()))
+                .collect(),
             inherit_fds,
             tcp_established: meta.tcp_established,
             ext_unix_sk: meta.ext_unix_sk,
@@ -154,21 +220,52 @@ impl Runtime {
         let pid = outcome.pid;
         undo.pid = Some(pid);
         if restored_pid.is_some_and(|p| p != pid) {
-            return Err(wrap("restore with criu", Error::Init { step: "post-restore".into(), message: format!("criu reported pid {pid} but post-restore said {restored_pid:?}") }));
+            return Err(wrap(
+                "restore with criu",
+                Error::Init {
+                    step: "post-restore".into(),
+                    message: format!(
+                        "criu reported pid {pid} but post-restore said {restored_pid:?}"
+                    ),
+                },
+            ));
         }
-        let (_, pid_start_time) = proc_stat(pid).ok_or_else(|| wrap("record init", Error::Init { step: "record init".into(), message: format!("restored init {pid} is gone") }))?;
+        let (_, pid_start_time) = proc_stat(pid).ok_or_else(|| {
+            wrap(
+                "record init",
+                Error::Init {
+                    step: "record init".into(),
+                    message: format!("restored init {pid} is gone"),
+                },
+            )
+        })?;
         let state = State {
             version: STATE_VERSION,
             id: id.to_string(),
             bundle: meta.state.bundle.clone(),
             pid,
             pid_start_time,
-            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
             cgroup_path,
             rootfs_mode: meta.state.rootfs_mode,
             rootfs_lower: lower,
-            stdio: (0..3).map(|fd| fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default()).collect(),
-            namespaces: namespaces.into_iter().map(|ns| NamespaceState { typ: ns.typ, path: ns.path }).collect(),
+            stdio: (0..3)
+                .map(|fd| {
+                    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                })
+                .collect(),
+            namespaces: namespaces
+                .into_iter()
+                .map(|ns| NamespaceState {
+                    typ: ns.typ,
+                    path: ns.path,
+                })
+                .collect(),
             annotations: meta.state.annotations.clone(),
         };
         state.save(&state_dir).map_err(|e| wrap("save state", e))?;
@@ -179,38 +276,93 @@ impl Runtime {
         undo.pid = None;
         undo.cgroup = None;
         undo.dir = None;
-        let container = Container { dir: state_dir, state, layout: self.layout.clone(), helper: self.helper.clone() };
-        Ok((container, stdio, Restored { restore_time: outcome.elapsed }))
+        let container = Container {
+            dir: state_dir,
+            state,
+            layout: self.layout.clone(),
+            helper: self.helper.clone(),
+        };
+        Ok((
+            container,
+            stdio,
+            Restored {
+                restore_time: outcome.elapsed,
+            },
+        ))
     }
 }
 
 fn unpack_rootfs_diff(tar: &Path, upper: &Path) -> Result<()> {
     if !tar.is_file() {
-        return Err(Error::io("find", tar, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        return Err(Error::io(
+            "find",
+            tar,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
     }
     let out = Command::new("tar")
-        .args(["--extract", "--xattrs", "--xattrs-include=trusted.*", "--numeric-owner", "--preserve-permissions", "-f"])
+        .args([
+            "--extract",
+            "--xattrs",
+            "--xattrs-include=trusted.*",
+            "--numeric-owner",
+            "--preserve-permissions",
+            "-f",
+        ])
         .arg(tar)
         .arg("-C")
         .arg(upper)
         .output()
         .map_err(|e| Error::io("run tar on", tar, e))?;
     if !out.status.success() {
-        return Err(Error::io("unpack", tar, std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string())));
+        return Err(Error::io(
+            "unpack",
+            tar,
+            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        ));
     }
     Ok(())
 }
 
-fn mount_rootfs(mode: RootfsMode, lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<()> {
+fn mount_rootfs(
+    mode: RootfsMode,
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<()> {
     let r = match mode {
         RootfsMode::Overlay => {
-            let data = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
-            mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                upper.display(),
+                work.display()
+            );
+            mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(data.as_str()),
+            )
         }
-        RootfsMode::Plain => mount(Some(lower), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>),
+        RootfsMode::Plain => mount(
+            Some(lower),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
     };
     r.map_err(|e| Error::sys(format!("mount rootfs on {}", target.display()), e))?;
     // CRIU wants the root's mount private so nothing propagates out of the restored namespace.
-    mount(None::<&str>, target, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| Error::sys(format!("make {} private", target.display()), e))
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::sys(format!("make {} private", target.display()), e))
 }

@@ -20,10 +20,15 @@ impl Container {
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&fifo)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENXIO) => Error::WrongState { id: self.state.id.clone(), status: "stopped".into(), op: "start" },
+                Some(libc::ENXIO) => Error::WrongState {
+                    id: self.state.id.clone(),
+                    status: "stopped".into(),
+                    op: "start",
+                },
                 _ => Error::io("open", &fifo, e),
             })?;
-        file.write_all(&[0]).map_err(|e| Error::io("write to", &fifo, e))?;
+        file.write_all(&[0])
+            .map_err(|e| Error::io("write to", &fifo, e))?;
         fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))
     }
 }

@@ -43,7 +43,9 @@ pub fn recv<T: DeserializeOwned>(sock: &mut UnixStream) -> io::Result<T> {
     sock.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len);
     if len > MAX_MESSAGE {
-        return Err(io::Error::other(format!("message of {len} bytes is too large")));
+        return Err(io::Error::other(format!(
+            "message of {len} bytes is too large"
+        )));
     }
     let mut data = vec![0u8; len as usize];
     sock.read_exact(&mut data)?;
@@ -58,13 +60,26 @@ mod tests {
     fn round_trip_and_eof() {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         send(&mut a, &Message::Pid(7)).unwrap();
-        send(&mut a, &Message::Failed { step: "x".into(), message: "y".into() }).unwrap();
+        send(
+            &mut a,
+            &Message::Failed {
+                step: "x".into(),
+                message: "y".into(),
+            },
+        )
+        .unwrap();
         assert_eq!(recv::<Message>(&mut b).unwrap(), Message::Pid(7));
         assert_eq!(
             recv::<Message>(&mut b).unwrap(),
-            Message::Failed { step: "x".into(), message: "y".into() }
+            Message::Failed {
+                step: "x".into(),
+                message: "y".into()
+            }
         );
         drop(a);
-        assert_eq!(recv::<Message>(&mut b).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            recv::<Message>(&mut b).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 }

@@ -85,10 +85,12 @@ fn helper_init(mut sock: UnixStream) -> i32 {
     }
     match sys::clone_parent() {
         Err(e) => fail(&mut sock, ("clone init".into(), e.to_string())),
-        Ok(ForkResult::Parent(pid)) => match channel::send(&mut sock, &Message::Pid(pid.as_raw())) {
-            Ok(()) => 0,
-            Err(_) => 1,
-        },
+        Ok(ForkResult::Parent(pid)) => {
+            match channel::send(&mut sock, &Message::Pid(pid.as_raw())) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        }
         Ok(ForkResult::Child) => {
             let err = container_init(&mut sock, &plan);
             fail(&mut sock, err)
@@ -115,7 +117,12 @@ enum Never {}
 fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepError> {
     match step("wait for cgroup placement", channel::recv::<Message>(sock))? {
         Message::Go => {}
-        other => return Err(("wait for cgroup placement".into(), format!("unexpected {other:?}"))),
+        other => {
+            return Err((
+                "wait for cgroup placement".into(),
+                format!("unexpected {other:?}"),
+            ))
+        }
     }
     let spec = &plan.spec;
     let linux = spec.linux().as_ref();
@@ -125,7 +132,10 @@ fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepErr
             .is_some_and(|v| v.iter().any(|ns| ns.typ() == t && ns.path().is_none()))
     };
     if has_ns(LinuxNamespaceType::Cgroup) {
-        step("unshare cgroup namespace", unshare(CloneFlags::CLONE_NEWCGROUP))?;
+        step(
+            "unshare cgroup namespace",
+            unshare(CloneFlags::CLONE_NEWCGROUP),
+        )?;
     }
     step("setsid", nix::unistd::setsid())?;
     // Opened before pivot_root, while the state directory is still reachable. Read-write so the
@@ -145,13 +155,23 @@ fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepErr
     if let Some(domain) = spec.domainname() {
         step("set domainname", set_domainname(domain))?;
     }
-    for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
         step(format!("set sysctl {key}"), fs::write(&path, value))?;
     }
-    let process = spec.process().as_ref().ok_or(("read process".to_string(), "missing".to_string()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or(("read process".to_string(), "missing".to_string()))?;
     if let Some(adj) = process.oom_score_adj() {
-        step("set oom_score_adj", fs::write("/proc/self/oom_score_adj", adj.to_string()))?;
+        step(
+            "set oom_score_adj",
+            fs::write("/proc/self/oom_score_adj", adj.to_string()),
+        )?;
     }
     let exe = finish_process(process)?;
     step("report ready", channel::send(sock, &Message::Ready))?;
@@ -164,7 +184,8 @@ fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepErr
 fn finish_process(process: &Process) -> Result<PathBuf, StepError> {
     for rl in process.rlimits().iter().flatten() {
         let name = rl.typ().to_string();
-        let resource = rlimit_resource(&name).ok_or((format!("set {name}"), "unknown rlimit".to_string()))?;
+        let resource =
+            rlimit_resource(&name).ok_or((format!("set {name}"), "unknown rlimit".to_string()))?;
         step(
             format!("set {name} to {}/{}", rl.soft(), rl.hard()),
             nix::sys::resource::setrlimit(resource, rl.soft(), rl.hard()),
@@ -189,22 +210,30 @@ fn set_user_and_capabilities(process: &Process) -> Result<(), StepError> {
     use caps::CapSet;
     let user = process.user();
     let caps = process.capabilities().as_ref();
-    let parse = |set: Option<&oci_spec::runtime::Capabilities>| -> Result<caps::CapsHashSet, StepError> {
-        set.into_iter()
-            .flatten()
-            .map(|c| {
-                let name = format!("CAP_{c}");
-                caps::Capability::from_str(&name).map_err(|e| (format!("parse capability {name}"), e.to_string()))
-            })
-            .collect()
-    };
+    let parse =
+        |set: Option<&oci_spec::runtime::Capabilities>| -> Result<caps::CapsHashSet, StepError> {
+            set.into_iter()
+                .flatten()
+                .map(|c| {
+                    let name = format!("CAP_{c}");
+                    caps::Capability::from_str(&name)
+                        .map_err(|e| (format!("parse capability {name}"), e.to_string()))
+                })
+                .collect()
+        };
     let bounding = parse(caps.and_then(|c| c.bounding().as_ref()))?;
     for cap in caps::all() {
         if !bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            step(format!("drop {cap} from the bounding set"), caps::drop(None, CapSet::Bounding, cap))?;
+            step(
+                format!("drop {cap} from the bounding set"),
+                caps::drop(None, CapSet::Bounding, cap),
+            )?;
         }
     }
-    step("keep capabilities across setuid", nix::sys::prctl::set_keepcaps(true))?;
+    step(
+        "keep capabilities across setuid",
+        nix::sys::prctl::set_keepcaps(true),
+    )?;
     let gids: Vec<nix::unistd::Gid> = user
         .additional_gids()
         .iter()
@@ -214,27 +243,60 @@ fn set_user_and_capabilities(process: &Process) -> Result<(), StepError> {
     step("set additional groups", nix::unistd::setgroups(&gids))?;
     let gid = nix::unistd::Gid::from_raw(user.gid());
     let uid = nix::unistd::Uid::from_raw(user.uid());
-    step(format!("set gid {gid}"), nix::unistd::setresgid(gid, gid, gid))?;
-    step(format!("set uid {uid}"), nix::unistd::setresuid(uid, uid, uid))?;
+    step(
+        format!("set gid {gid}"),
+        nix::unistd::setresgid(gid, gid, gid),
+    )?;
+    step(
+        format!("set uid {uid}"),
+        nix::unistd::setresuid(uid, uid, uid),
+    )?;
     let sets = [
-        (CapSet::Inheritable, parse(caps.and_then(|c| c.inheritable().as_ref()))?),
-        (CapSet::Effective, parse(caps.and_then(|c| c.effective().as_ref()))?),
-        (CapSet::Permitted, parse(caps.and_then(|c| c.permitted().as_ref()))?),
+        (
+            CapSet::Inheritable,
+            parse(caps.and_then(|c| c.inheritable().as_ref()))?,
+        ),
+        (
+            CapSet::Effective,
+            parse(caps.and_then(|c| c.effective().as_ref()))?,
+        ),
+        (
+            CapSet::Permitted,
+            parse(caps.and_then(|c| c.permitted().as_ref()))?,
+        ),
     ];
     // Effective may only shrink to a subset of permitted: widen effective to the target
     // permitted set first when needed, then set permitted, then the final effective set.
     let (_, permitted) = &sets[2];
     let (_, effective) = &sets[1];
-    step("set inheritable capabilities", caps::set(None, CapSet::Inheritable, &sets[0].1))?;
-    step("set effective capabilities", caps::set(None, CapSet::Effective, &(effective & permitted)))?;
-    step("set permitted capabilities", caps::set(None, CapSet::Permitted, permitted))?;
+    step(
+        "set inheritable capabilities",
+        caps::set(None, CapSet::Inheritable, &sets[0].1),
+    )?;
+    step(
+        "set effective capabilities",
+        caps::set(None, CapSet::Effective, &(effective & permitted)),
+    )?;
+    step(
+        "set permitted capabilities",
+        caps::set(None, CapSet::Permitted, permitted),
+    )?;
     if !effective.is_subset(permitted) {
-        return Err(("set effective capabilities".into(), "effective set is not a subset of permitted".into()));
+        return Err((
+            "set effective capabilities".into(),
+            "effective set is not a subset of permitted".into(),
+        ));
     }
     for cap in parse(caps.and_then(|c| c.ambient().as_ref()))? {
-        step(format!("raise ambient {cap}"), caps::raise(None, CapSet::Ambient, cap))?;
+        step(
+            format!("raise ambient {cap}"),
+            caps::raise(None, CapSet::Ambient, cap),
+        )?;
     }
-    step("stop keeping capabilities", nix::sys::prctl::set_keepcaps(false))
+    step(
+        "stop keeping capabilities",
+        nix::sys::prctl::set_keepcaps(false),
+    )
 }
 
 fn wait_for_start(mut fifo: fs::File) -> Result<(), StepError> {
@@ -245,8 +307,18 @@ fn wait_for_start(mut fifo: fs::File) -> Result<(), StepError> {
 
 fn exec(exe: &Path, process: &Process) -> Result<Never, StepError> {
     let cstr = |s: &str| CString::new(s).map_err(|e| ("exec".to_string(), e.to_string()));
-    let args: Vec<CString> = process.args().iter().flatten().map(|a| cstr(a)).collect::<Result<_, _>>()?;
-    let env: Vec<CString> = process.env().iter().flatten().map(|e| cstr(e)).collect::<Result<_, _>>()?;
+    let args: Vec<CString> = process
+        .args()
+        .iter()
+        .flatten()
+        .map(|a| cstr(a))
+        .collect::<Result<_, _>>()?;
+    let env: Vec<CString> = process
+        .env()
+        .iter()
+        .flatten()
+        .map(|e| cstr(e))
+        .collect::<Result<_, _>>()?;
     let path = cstr(&exe.to_string_lossy())?;
     step("reset SIGPIPE", sys::reset_sigpipe())?;
     step("close inherited fds", sys::cloexec_from(3))?;
@@ -257,10 +329,19 @@ fn exec(exe: &Path, process: &Process) -> Result<Never, StepError> {
 /// Finds `name` like execvp would, using the PATH of the process's environment.
 fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, StepError> {
     use std::os::unix::fs::PermissionsExt;
-    let is_exe = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let is_exe = |p: &Path| {
+        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     if name.contains('/') {
         let p = PathBuf::from(name);
-        return if is_exe(&p) { Ok(p) } else { Err((format!("find executable {name}"), "no such executable file".into())) };
+        return if is_exe(&p) {
+            Ok(p)
+        } else {
+            Err((
+                format!("find executable {name}"),
+                "no such executable file".into(),
+            ))
+        };
     }
     let path = env
         .iter()
@@ -269,7 +350,10 @@ fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, StepError> {
     path.split(':')
         .map(|dir| Path::new(dir).join(name))
         .find(|p| is_exe(p))
-        .ok_or((format!("find executable {name}"), format!("not found in PATH {path}")))
+        .ok_or((
+            format!("find executable {name}"),
+            format!("not found in PATH {path}"),
+        ))
 }
 
 fn rlimit_resource(name: &str) -> Option<nix::sys::resource::Resource> {
@@ -324,7 +408,8 @@ fn helper_exec(mut sock: UnixStream) -> i32 {
     if let Err(e) = join_container(plan.init_pid) {
         return fail(&mut sock, e);
     }
-    let pipes = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).and_then(|a| Ok((a, nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)));
+    let pipes = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .and_then(|a| Ok((a, nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)));
     let ((go_r, go_w), (err_r, err_w)) = match pipes {
         Ok(p) => p,
         Err(e) => return fail(&mut sock, ("create pipes".into(), e.to_string())),
@@ -355,7 +440,11 @@ fn helper_exec(mut sock: UnixStream) -> i32 {
                 Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
                 _ => 255,
             };
-            if started { code } else { 1 }
+            if started {
+                code
+            } else {
+                1
+            }
         }
     }
 }
@@ -377,8 +466,14 @@ fn relay_start(sock: &mut UnixStream, pid: i32, go: OwnedFd, err: OwnedFd) -> bo
     let _ = fs::File::from(err).read_to_string(&mut report);
     let msg = match report.split_once('\0') {
         None if report.is_empty() => Message::Ready,
-        None => Message::Failed { step: "exec".into(), message: report },
-        Some((step, message)) => Message::Failed { step: step.into(), message: message.into() },
+        None => Message::Failed {
+            step: "exec".into(),
+            message: report,
+        },
+        Some((step, message)) => Message::Failed {
+            step: step.into(),
+            message: message.into(),
+        },
     };
     let ok = msg == Message::Ready;
     let _ = channel::send(sock, &msg);
@@ -398,7 +493,10 @@ fn join_container(pid: i32) -> Result<(), StepError> {
         files.push((theirs, file.into(), flag));
     }
     for (path, fd, flag) in files {
-        step(format!("join {path} (fd {})", fd.as_raw_fd()), setns(fd, flag))?;
+        step(
+            format!("join {path} (fd {})", fd.as_raw_fd()),
+            setns(fd, flag),
+        )?;
     }
     Ok(())
 }

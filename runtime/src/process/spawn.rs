@@ -80,15 +80,26 @@ impl Stdio {
     /// Splits into the three fds for the process and the caller's ends.
     pub fn into_fds(self) -> Result<([OwnedFd; 3], ContainerStdio)> {
         match self {
-            Stdio::Fds { stdin, stdout, stderr } => Ok(([stdin, stdout, stderr], ContainerStdio::default())),
+            Stdio::Fds {
+                stdin,
+                stdout,
+                stderr,
+            } => Ok(([stdin, stdout, stderr], ContainerStdio::default())),
             Stdio::Pipes => {
-                let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("create stdio pipe", e));
+                let pipe = || {
+                    nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                        .map_err(|e| Error::sys("create stdio pipe", e))
+                };
                 let (in_r, in_w) = pipe()?;
                 let (out_r, out_w) = pipe()?;
                 let (err_r, err_w) = pipe()?;
                 Ok((
                     [in_r, out_w, err_w],
-                    ContainerStdio { stdin: Some(in_w), stdout: Some(out_r), stderr: Some(err_r) },
+                    ContainerStdio {
+                        stdin: Some(in_w),
+                        stdout: Some(out_r),
+                        stderr: Some(err_r),
+                    },
                 ))
             }
         }
@@ -105,7 +116,8 @@ pub struct Helper {
 
 /// Starts `migrate-rt-init <mode>` with the given stdio and its socket on fd 3.
 pub fn spawn_helper(helper: &Path, mode: &str, stdio: [OwnedFd; 3]) -> Result<Helper> {
-    let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("create socket pair for", helper, e))?;
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| Error::io("create socket pair for", helper, e))?;
     ours.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(|e| Error::io("set timeout on socket for", helper, e))?;
     let [stdin, stdout, stderr] = stdio;
@@ -125,8 +137,14 @@ pub fn expect(sock: &mut UnixStream, waiting_for: &str) -> Result<Message> {
     match channel::recv::<Message>(sock) {
         Ok(Message::Failed { step, message }) => Err(Error::Init { step, message }),
         Ok(msg) => Ok(msg),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-            Err(Error::Timeout { what: waiting_for.to_string(), secs: HANDSHAKE_TIMEOUT.as_secs_f64() })
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            Err(Error::Timeout {
+                what: waiting_for.to_string(),
+                secs: HANDSHAKE_TIMEOUT.as_secs_f64(),
+            })
         }
         Err(e) => Err(Error::Init {
             step: waiting_for.to_string(),

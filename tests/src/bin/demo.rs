@@ -10,24 +10,50 @@ use serde_json::json;
 
 fn main() -> Result<()> {
     let t = TestRuntime::new();
-    let mut bundle = TestBundle::busybox(&["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"]);
+    let mut bundle = TestBundle::busybox(&[
+        "sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done",
+    ]);
     bundle.edit(|s| {
         s["hostname"] = json!("demo-box");
         s["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 32}, "devices": [{"allow": false, "access": "rwm"}]});
     });
-    println!("== bundle {} (busybox rootfs, overlay on top)", bundle.path().display());
+    println!(
+        "== bundle {} (busybox rootfs, overlay on top)",
+        bundle.path().display()
+    );
     let (c, _stdio) = t.run("demo", bundle.path());
-    println!("== container 'demo' is {}; its init is host PID {}", c.status(), c.pid());
+    println!(
+        "== container 'demo' is {}; its init is host PID {}",
+        c.status(),
+        c.pid()
+    );
     let show = |title: &str, cmd: &str| -> Result<()> {
-        let (p, mut io) = c.exec(ExecOpts::new(["sh", "-c", cmd])).context("exec in container")?;
+        let (p, mut io) = c
+            .exec(ExecOpts::new(["sh", "-c", cmd]))
+            .context("exec in container")?;
         let out = read_all(io.stdout.take().context("stdout")?, Duration::from_secs(10));
         p.wait()?;
-        println!("-- {title}\n{}", out.trim_end().lines().map(|l| format!("   {l}")).collect::<Vec<_>>().join("\n"));
+        println!(
+            "-- {title}\n{}",
+            out.trim_end()
+                .lines()
+                .map(|l| format!("   {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         Ok(())
     };
-    show("inside: PID of init, hostname", "echo \"pid of init: $(cut -d' ' -f1 /proc/1/stat)\"; echo \"hostname: $(hostname)\"")?;
+    show(
+        "inside: PID of init, hostname",
+        "echo \"pid of init: $(cut -d' ' -f1 /proc/1/stat)\"; echo \"hostname: $(hostname)\"",
+    )?;
     show("inside: every process it can see", "ps -o pid,args")?;
-    show("inside: network interfaces (own network namespace)", "ip -o link | cut -d: -f2")?;
+    show(
+        "inside: network interfaces (own network namespace)",
+        "ip -o link | cut -d: -f2",
+    )?;
     let stats = c.stats()?;
     println!(
         "-- host: cgroup {} memory {} KiB used of {} KiB limit, {} processes (limit {})",
@@ -35,11 +61,22 @@ fn main() -> Result<()> {
         stats.memory_usage / 1024,
         stats.memory_limit.unwrap_or(0) / 1024,
         stats.pids_current,
-        stats.pids_limit.map(|l| l.to_string()).unwrap_or_else(|| "none".into())
+        stats
+            .pids_limit
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "none".into())
     );
-    let count = || std::fs::read_to_string(c.upper_dir().join("tmp/count")).unwrap_or_default().trim().to_string();
+    let count = || {
+        std::fs::read_to_string(c.upper_dir().join("tmp/count"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     std::thread::sleep(Duration::from_millis(500));
-    println!("-- host: the container's counter (its writes land in its overlay upper dir): {}", count());
+    println!(
+        "-- host: the container's counter (its writes land in its overlay upper dir): {}",
+        count()
+    );
     c.pause()?;
     let paused = count();
     std::thread::sleep(Duration::from_millis(500));

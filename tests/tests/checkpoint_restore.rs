@@ -404,3 +404,109 @@ fn tcp_connection_from_outside_survives() {
         "the same connection keeps working after restore"
     );
 }
+
+#[test]
+fn bind_mounted_volume_is_reattached_on_restore() {
+    require_criu();
+    let t = TestRuntime::new();
+    let vol = tempfile::tempdir().unwrap();
+    let mut b = TestBundle::busybox(&[
+        "sh",
+        "-c",
+        "exec 3>>/data/log; i=0; while :; do i=$((i+1)); echo $i >&3; usleep 20000; done",
+    ]);
+    let src = vol.path().display().to_string();
+    b.edit(|s| s["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": src, "options": ["rbind", "rw"]})));
+    let (c, _io) = t.run("vol", b.path());
+    let lines = |p: &std::path::Path| {
+        fs::read_to_string(p.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_for("volume writes", T, || (lines(vol.path()) > 5).then_some(()));
+    let images = tempfile::tempdir_in("/run").unwrap();
+    c.checkpoint(images.path(), CheckpointOpts::default())
+        .unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    c.delete(false).unwrap();
+    let at_dump = lines(vol.path());
+    let (_r, _io, _) =
+        t.rt.restore(images.path(), "vol", RestoreOpts::default())
+            .unwrap_or_else(|e| panic!("restore: {}", chain(&e)));
+    wait_for("writes to the volume after restore", T, || {
+        (lines(vol.path()) > at_dump + 5).then_some(())
+    });
+    let text = fs::read_to_string(vol.path().join("log")).unwrap();
+    for (n, line) in text.lines().enumerate() {
+        assert_eq!(
+            line,
+            (n + 1).to_string(),
+            "volume log broken at line {}",
+            n + 1
+        );
+    }
+}
+
+#[test]
+fn failed_restore_leaves_nothing_behind() {
+    require_criu();
+    let t = TestRuntime::new();
+    let b = counter_bundle();
+    let (c, _io) = t.run("broken", b.path());
+    wait_for("counter to run", T, || (count(&c) > 3).then_some(()));
+    let images = tempfile::tempdir_in("/run").unwrap();
+    c.checkpoint(
+        images.path(),
+        CheckpointOpts {
+            leave_running: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("checkpoint: {}", chain(&e)));
+    // Damage the images: the core image of the init task.
+    let core = fs::read_dir(images.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("core-")
+        })
+        .expect("a core image");
+    fs::write(&core, b"garbage").unwrap();
+    let before: Vec<_> = fs::read_dir(t.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let err =
+        t.rt.restore(images.path(), "copy", RestoreOpts::default())
+            .map(|_| ())
+            .unwrap_err();
+    assert!(chain(&err).contains("restore"), "{}", chain(&err));
+    let after: Vec<_> = fs::read_dir(t.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "the failed restore left state behind");
+    let cg =
+        runtime::cgroups::Cgroup::open(t.rt.cgroup_layout(), &format!("{}/copy", t.cgroup_parent));
+    assert!(!cg.exists(), "the failed restore left its cgroup");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&t.root().join("copy").display().to_string()),
+        "the failed restore left a mount"
+    );
+    assert_eq!(c.status(), Status::Running, "the original was disturbed");
+    // Bad input: not a checkpoint at all.
+    let empty = tempfile::tempdir().unwrap();
+    let err =
+        t.rt.restore(empty.path(), "x", RestoreOpts::default())
+            .map(|_| ())
+            .unwrap_err();
+    assert!(
+        matches!(err, runtime::Error::InvalidCheckpoint { .. }),
+        "{}",
+        chain(&err)
+    );
+}

@@ -84,6 +84,33 @@ fn main() -> Result<()> {
     c.resume()?;
     std::thread::sleep(Duration::from_millis(500));
     println!("-- resumed: counter {}", count());
+    let images = tempfile::Builder::new()
+        .prefix("migrate-demo-")
+        .tempdir_in("/run")?;
+    let done = c.checkpoint(images.path(), runtime::CheckpointOpts::default())?;
+    let at_dump = count();
+    println!(
+        "-- checkpointed with CRIU in {} ms (frozen {} ms) at counter {at_dump}; the container is {}",
+        done.dump_time.as_millis(),
+        done.frozen.as_millis(),
+        c.status()
+    );
+    c.delete(false)?;
+    let (c, _stdio, restored) =
+        t.rt.restore(images.path(), "demo", runtime::RestoreOpts::default())?;
+    std::thread::sleep(Duration::from_millis(500));
+    let count = || {
+        std::fs::read_to_string(c.upper_dir().join("tmp/count"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    println!(
+        "-- restored in {} ms as host PID {}: counter went on from {at_dump} to {}",
+        restored.restore_time.as_millis(),
+        c.pid(),
+        count()
+    );
     let dirs = c.cgroup().dirs();
     c.delete(true)?;
     let left = dirs.iter().filter(|d| d.exists()).count();

@@ -137,7 +137,9 @@ pub(super) fn enable_v2_controllers(
     let root_offers = fsutil::read(&root.join("cgroup.controllers"))?;
     let mut offered: BTreeSet<String> = words(&root_offers);
     for dir in ancestors(root, rel) {
-        let enabled = words(&fsutil::read_if_present(&dir.join("cgroup.subtree_control"))?.unwrap_or_default());
+        let enabled = words(
+            &fsutil::read_if_present(&dir.join("cgroup.subtree_control"))?.unwrap_or_default(),
+        );
         let mut missing = Vec::new();
         for controller in wanted {
             if enabled.contains(*controller) {
@@ -156,7 +158,10 @@ pub(super) fn enable_v2_controllers(
             let request: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
             fsutil::write(&dir.join("cgroup.subtree_control"), &request.join(" "))?;
         }
-        offered = enabled.into_iter().chain(missing.into_iter().map(str::to_string)).collect();
+        offered = enabled
+            .into_iter()
+            .chain(missing.into_iter().map(str::to_string))
+            .collect();
     }
     Ok(())
 }
@@ -164,10 +169,11 @@ pub(super) fn enable_v2_controllers(
 /// `root`, `root/a`, `root/a/b` for `rel` = `a/b/c`: every ancestor of the leaf.
 fn ancestors(root: &Path, rel: &Path) -> Vec<PathBuf> {
     let components: Vec<_> = rel.components().collect();
-    let mut dirs = vec![root.to_path_buf()];
+    let mut dir = root.to_path_buf();
+    let mut dirs = vec![dir.clone()];
     for component in &components[..components.len().saturating_sub(1)] {
-        let next = dirs[dirs.len() - 1].join(component);
-        dirs.push(next);
+        dir.push(component);
+        dirs.push(dir.clone());
     }
     dirs
 }
@@ -188,7 +194,13 @@ mod tests {
 
     fn memory(limit: i64, swap: i64) -> LinuxResources {
         LinuxResourcesBuilder::default()
-            .memory(LinuxMemoryBuilder::default().limit(limit).swap(swap).build().unwrap())
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(limit)
+                    .swap(swap)
+                    .build()
+                    .unwrap(),
+            )
             .build()
             .unwrap()
     }
@@ -223,7 +235,10 @@ mod tests {
         let fake = fake::v1(true);
         Cgroup::create(&fake.layout, "/web", Some(&memory(64 << 20, 128 << 20))).unwrap();
         let dir = fake.root().join("memory/web");
-        assert_eq!(fs::read_to_string(dir.join("memory.limit_in_bytes")).unwrap(), "67108864");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.limit_in_bytes")).unwrap(),
+            "67108864"
+        );
         // The fake has no swap accounting file: skipped, not created.
         assert!(!dir.join("memory.memsw.limit_in_bytes").exists());
     }
@@ -235,12 +250,16 @@ mod tests {
         fs::write(fake.root().join("pids/migrate/web"), "in the way").unwrap();
         let err = Cgroup::create(&fake.layout, "/migrate/web", None).unwrap_err();
         assert!(
-            err.to_string().starts_with("failed to create cgroup directory ")
+            err.to_string()
+                .starts_with("failed to create cgroup directory ")
                 && err.to_string().ends_with("pids/migrate/web"),
             "{err}"
         );
         for hierarchy in ["blkio", "cpu", "freezer", "memory"] {
-            assert!(!fake.root().join(hierarchy).join("migrate").exists(), "{hierarchy}");
+            assert!(
+                !fake.root().join(hierarchy).join("migrate").exists(),
+                "{hierarchy}"
+            );
         }
         // Pre-existing directories are not ours to remove.
         assert!(fake.root().join("pids/migrate").is_dir());
@@ -271,7 +290,10 @@ mod tests {
         fs::write(root.join("cgroup.controllers"), "cpu memory io").unwrap();
         fs::write(root.join("cgroup.subtree_control"), "memory").unwrap();
         Cgroup::create(&fake.layout, "/web", None).unwrap();
-        assert_eq!(fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(), "+cpu");
+        assert_eq!(
+            fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
+            "+cpu"
+        );
     }
 
     #[test]
@@ -281,7 +303,10 @@ mod tests {
         let err = Cgroup::create(&fake.layout, "/web", Some(&memory(64 << 20, 0))).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("the memory controller is not available at {}", fake.root().display())
+            format!(
+                "the memory controller is not available at {}",
+                fake.root().display()
+            )
         );
         assert!(!fake.root().join("web").exists());
     }
@@ -289,11 +314,25 @@ mod tests {
     #[test]
     fn invalid_resources_roll_back_new_parents_too() {
         let fake = fake::v1_without_cpuset();
-        let err = Cgroup::create(&fake.layout, "/migrate/web", Some(&memory(64 << 20, 1 << 20)))
-            .unwrap_err();
+        let err = Cgroup::create(
+            &fake.layout,
+            "/migrate/web",
+            Some(&memory(64 << 20, 1 << 20)),
+        )
+        .unwrap_err();
         assert!(matches!(err, CgroupError::InvalidResources { .. }), "{err}");
         let cg = Cgroup::open(&fake.layout, "/migrate");
         assert!(cg.dirs().len() > 1 && !cg.exists());
+    }
+
+    #[test]
+    fn ancestors_stop_above_the_leaf() {
+        let root = Path::new("/cg");
+        assert_eq!(
+            ancestors(root, Path::new("a/b/c")),
+            [root.to_path_buf(), root.join("a"), root.join("a/b")]
+        );
+        assert_eq!(ancestors(root, Path::new("a")), [root.to_path_buf()]);
     }
 
     #[test]
@@ -301,7 +340,10 @@ mod tests {
         let fake = fake::v2();
         for path in ["/", "", "/a/../../etc", "/a/./b"] {
             let err = Cgroup::create(&fake.layout, path, None).unwrap_err();
-            assert!(matches!(err, CgroupError::InvalidPath { .. }), "{path}: {err}");
+            assert!(
+                matches!(err, CgroupError::InvalidPath { .. }),
+                "{path}: {err}"
+            );
         }
         assert_eq!(fs::read_dir(fake.root()).unwrap().count(), 3);
     }

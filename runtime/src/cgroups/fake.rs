@@ -78,7 +78,11 @@ fn v1_with(names: &[&str], unified: bool) -> Fake {
 pub(super) fn v2() -> Fake {
     let (dir, root) = tempdir();
     fs::write(root.join("cgroup.procs"), "").unwrap();
-    fs::write(root.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+    fs::write(
+        root.join("cgroup.controllers"),
+        "cpuset cpu io memory pids\n",
+    )
+    .unwrap();
     fs::write(root.join("cgroup.subtree_control"), "").unwrap();
     Fake {
         _dir: dir,

@@ -167,7 +167,10 @@ mod tests {
         let started = Instant::now();
         let err = cg.freeze(Duration::from_millis(60)).unwrap_err();
         let waited = started.elapsed();
-        assert!(waited >= Duration::from_millis(60) && waited < Duration::from_secs(2), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(60) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
         assert_eq!(
             err.to_string(),
             format!("cgroup {} did not freeze within 60ms", dir.display())

@@ -233,7 +233,10 @@ mod tests {
         let text = "usage_usec 1234\nuser_usec 1000\n";
         assert_eq!(keyed_u64(path, text, "usage_usec").unwrap(), 1234);
         let err = keyed_u64(path, text, "nope").unwrap_err();
-        assert_eq!(err.to_string(), "unexpected content \"no \\\"nope\\\" line\" in /x/cpu.stat");
+        assert_eq!(
+            err.to_string(),
+            "unexpected content \"no \\\"nope\\\" line\" in /x/cpu.stat"
+        );
     }
 
     #[test]

@@ -316,7 +316,13 @@ mod tests {
     fn v1_hierarchies_resolve_symlinks_and_skip_unified_and_non_cgroups() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        for dir in ["cpu,cpuacct", "memory", "systemd", "unified", "not-a-cgroup"] {
+        for dir in [
+            "cpu,cpuacct",
+            "memory",
+            "systemd",
+            "unified",
+            "not-a-cgroup",
+        ] {
             fs::create_dir(root.join(dir)).unwrap();
         }
         for dir in ["cpu,cpuacct", "memory", "systemd", "unified"] {

@@ -94,8 +94,11 @@ impl Cgroup {
     pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
         for dir in self.try_dirs()? {
             let path = dir.join("cgroup.procs");
-            std::fs::write(&path, pid.to_string())
-                .map_err(|source| CgroupError::AddProcess { pid, path, source })?;
+            std::fs::write(&path, pid.to_string()).map_err(|source| CgroupError::AddProcess {
+                pid,
+                path,
+                source,
+            })?;
         }
         Ok(())
     }
@@ -193,7 +196,10 @@ mod tests {
         };
         let cg = Cgroup::open(&layout, "migrate//web/");
         assert_eq!(cg.path(), "/migrate/web");
-        assert_eq!(cg.dirs(), vec![PathBuf::from("/nonexistent/cgroup/migrate/web")]);
+        assert_eq!(
+            cg.dirs(),
+            vec![PathBuf::from("/nonexistent/cgroup/migrate/web")]
+        );
         assert!(!cg.exists());
     }
 
@@ -205,7 +211,10 @@ mod tests {
         let dirs = cg.dirs();
         assert_eq!(dirs.len(), fake::V1_HIERARCHIES.len() + 1);
         for dir in dirs {
-            assert_eq!(fs::read_to_string(dir.join("cgroup.procs")).unwrap(), "4242");
+            assert_eq!(
+                fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
+                "4242"
+            );
         }
         assert_eq!(cg.procs().unwrap(), vec![4242]);
     }
@@ -231,7 +240,10 @@ mod tests {
         let err = cg.controller_dir("cpuset").unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("the cpuset controller is not available at {}", fake.root().display())
+            format!(
+                "the cpuset controller is not available at {}",
+                fake.root().display()
+            )
         );
     }
 }

@@ -28,8 +28,11 @@ struct Guard {
 }
 
 impl Guard {
+    /// Kills and reaps the direct child. Thaws first: a frozen task does not die
+    /// until thawed, and `wait` would hang.
     fn kill_child(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = self.cgroup.thaw();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -42,8 +45,8 @@ impl Drop for Guard {
         if !self.cgroup.exists() {
             return;
         }
-        // Grandchildren (the worker's `dd`) are in the cgroup too: a frozen task only
-        // dies once thawed, so thaw, then kill whatever is left, then remove.
+        // Grandchildren (the worker's `dd`) are in the cgroup too: thaw (a frozen
+        // task only dies once thawed), kill whatever is left, then remove.
         let _ = self.cgroup.thaw();
         let deadline = Instant::now() + Duration::from_secs(5);
         while let Ok(pids) = self.cgroup.procs() {
@@ -80,7 +83,12 @@ fn host_layout() -> Layout {
 
 fn limits() -> LinuxResources {
     LinuxResourcesBuilder::default()
-        .memory(LinuxMemoryBuilder::default().limit(64 * MIB).build().unwrap())
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(64 * MIB)
+                .build()
+                .unwrap(),
+        )
         .cpu(
             LinuxCpuBuilder::default()
                 .shares(512u64)
@@ -121,7 +129,10 @@ fn proc_state(pid: i32) -> char {
 
 fn limit_file(layout: &Layout, cgroup: &Cgroup) -> String {
     let file = match layout {
-        Layout::V1 { .. } => cgroup.controller_dir("memory").unwrap().join("memory.limit_in_bytes"),
+        Layout::V1 { .. } => cgroup
+            .controller_dir("memory")
+            .unwrap()
+            .join("memory.limit_in_bytes"),
         Layout::V2 { .. } => cgroup.controller_dir("memory").unwrap().join("memory.max"),
     };
     fs::read_to_string(file).unwrap().trim().to_string()
@@ -137,8 +148,15 @@ fn real_lifecycle_limits_membership_freeze_stats_and_cleanup() {
         child: None,
     };
     let dirs = cgroup.dirs();
-    assert!(!dirs.is_empty() && dirs.iter().all(|d| d.is_dir()), "{dirs:?}");
-    if let Layout::V1 { unified: Some(unified), .. } = &layout {
+    assert!(
+        !dirs.is_empty() && dirs.iter().all(|d| d.is_dir()),
+        "{dirs:?}"
+    );
+    if let Layout::V1 {
+        unified: Some(unified),
+        ..
+    } = &layout
+    {
         assert!(dirs.contains(&unified.join(path.trim_start_matches('/'))));
     }
     assert_eq!(limit_file(&layout, &cgroup), (64 * MIB).to_string());
@@ -151,7 +169,10 @@ fn real_lifecycle_limits_membership_freeze_stats_and_cleanup() {
     // Every hierarchy, the hybrid `0::` line included, shows the new path.
     let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     for line in membership.lines() {
-        assert!(line.ends_with(&format!(":{path}")), "{line} in\n{membership}");
+        assert!(
+            line.ends_with(&format!(":{path}")),
+            "{line} in\n{membership}"
+        );
     }
     wait_until("the worker to finish dd and exec sleep", || {
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -159,7 +180,6 @@ fn real_lifecycle_limits_membership_freeze_stats_and_cleanup() {
     });
 
     cgroup.freeze(Duration::from_secs(5)).expect("freeze");
-    panic!("injected");
     assert_eq!(cgroup.freezer_state().unwrap(), FreezerState::Frozen);
     let state = proc_state(pid);
     assert!(state == 'D' || state == 'S', "frozen task in state {state}");
@@ -171,7 +191,10 @@ fn real_lifecycle_limits_membership_freeze_stats_and_cleanup() {
     assert_eq!(stats.pids_limit, Some(32), "{stats:?}");
     assert_eq!(stats.pids_current, 1, "{stats:?}");
     assert!(stats.cpu_usage_ns > 0, "{stats:?}");
-    assert!(stats.memory_max_usage.unwrap_or(stats.memory_usage) > 0, "{stats:?}");
+    assert!(
+        stats.memory_max_usage.unwrap_or(stats.memory_usage) > 0,
+        "{stats:?}"
+    );
 
     let err = cgroup.destroy().expect_err("destroy with a process inside");
     assert!(matches!(err, CgroupError::ProcessesRemain { .. }), "{err}");
@@ -203,7 +226,11 @@ fn real_nested_cgroup_create_and_destroy() {
     if let Layout::V1 { .. } = layout {
         let cpuset = cgroup.controller_dir("cpuset").unwrap();
         let cpus = fs::read_to_string(cpuset.join("cpuset.cpus")).unwrap();
-        assert!(!cpus.trim().is_empty(), "cpuset.cpus not seeded in {}", cpuset.display());
+        assert!(
+            !cpus.trim().is_empty(),
+            "cpuset.cpus not seeded in {}",
+            cpuset.display()
+        );
     }
     // An empty cgroup freezes at once.
     cgroup.freeze(Duration::from_secs(1)).expect("freeze empty");
@@ -225,8 +252,13 @@ fn real_v1_devices_deny_all_then_allow_the_list() {
     };
     // v2 needs an eBPF device program: apply skips devices there.
     if let Layout::V1 { .. } = layout {
-        let list = fs::read_to_string(cgroup.controller_dir("devices").unwrap().join("devices.list"))
-            .unwrap();
+        let list = fs::read_to_string(
+            cgroup
+                .controller_dir("devices")
+                .unwrap()
+                .join("devices.list"),
+        )
+        .unwrap();
         assert!(list.lines().any(|l| l == "c 1:3 rwm"), "{list}");
         assert!(!list.lines().any(|l| l == "a *:* rwm"), "{list}");
     }
@@ -236,7 +268,13 @@ fn real_v1_devices_deny_all_then_allow_the_list() {
 fn real_create_failure_leaves_nothing_behind() {
     let layout = host_layout();
     let resources = LinuxResourcesBuilder::default()
-        .memory(LinuxMemoryBuilder::default().limit(64 * MIB).swap(MIB).build().unwrap())
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(64 * MIB)
+                .swap(MIB)
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     let path = unique_path();

@@ -165,7 +165,11 @@ fn memory_v1(memory: &LinuxMemory, current_limit: Option<u64>) -> Result<Vec<Set
         (false, false) => Vec::new(),
     };
     if let Some(reservation) = memory.reservation().filter(|r| *r != 0) {
-        out.push(Setting::new("memory", "memory.soft_limit_in_bytes", reservation));
+        out.push(Setting::new(
+            "memory",
+            "memory.soft_limit_in_bytes",
+            reservation,
+        ));
     }
     Ok(out)
 }
@@ -281,21 +285,23 @@ pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
     vec![
         rule(C, None, None, "m"),
         rule(B, None, None, "m"),
-        rule(C, Some(1), Some(3), "rwm"),   // null
-        rule(C, Some(1), Some(5), "rwm"),   // zero
-        rule(C, Some(1), Some(7), "rwm"),   // full
-        rule(C, Some(1), Some(8), "rwm"),   // random
-        rule(C, Some(1), Some(9), "rwm"),   // urandom
-        rule(C, Some(5), Some(0), "rwm"),   // tty
-        rule(C, Some(5), Some(2), "rwm"),   // ptmx
-        rule(C, Some(136), None, "rwm"),    // pts/*
+        rule(C, Some(1), Some(3), "rwm"), // null
+        rule(C, Some(1), Some(5), "rwm"), // zero
+        rule(C, Some(1), Some(7), "rwm"), // full
+        rule(C, Some(1), Some(8), "rwm"), // random
+        rule(C, Some(1), Some(9), "rwm"), // urandom
+        rule(C, Some(5), Some(0), "rwm"), // tty
+        rule(C, Some(5), Some(2), "rwm"), // ptmx
+        rule(C, Some(136), None, "rwm"),  // pts/*
     ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+    use oci_spec::runtime::{
+        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    };
 
     fn writes(settings: &[Setting]) -> Vec<String> {
         settings
@@ -317,7 +323,13 @@ mod tests {
 
     fn full() -> LinuxResources {
         LinuxResourcesBuilder::default()
-            .memory(LinuxMemoryBuilder::default().limit(64 << 20).reservation(32 << 20).build().unwrap())
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64 << 20)
+                    .reservation(32 << 20)
+                    .build()
+                    .unwrap(),
+            )
             .cpu(
                 LinuxCpuBuilder::default()
                     .shares(1024u64)
@@ -375,15 +387,23 @@ mod tests {
         let fresh = plan_v1(&memory(64 << 20, Some(128 << 20)), Some(u64::MAX >> 1)).unwrap();
         assert_eq!(
             writes(&fresh),
-            ["memory.limit_in_bytes=67108864", "memory.memsw.limit_in_bytes=134217728"]
+            [
+                "memory.limit_in_bytes=67108864",
+                "memory.memsw.limit_in_bytes=134217728"
+            ]
         );
         // Raising both above the current limit: memsw has to grow first.
         let raise = plan_v1(&memory(256 << 20, Some(512 << 20)), Some(64 << 20)).unwrap();
         assert_eq!(
             writes(&raise),
-            ["memory.memsw.limit_in_bytes=536870912", "memory.limit_in_bytes=268435456"]
+            [
+                "memory.memsw.limit_in_bytes=536870912",
+                "memory.limit_in_bytes=268435456"
+            ]
         );
-        assert!(raise.iter().all(|s| s.if_present == (s.file == "memory.memsw.limit_in_bytes")));
+        assert!(raise
+            .iter()
+            .all(|s| s.if_present == (s.file == "memory.memsw.limit_in_bytes")));
     }
 
     #[test]
@@ -409,7 +429,10 @@ mod tests {
     #[test]
     fn swap_below_limit_is_refused() {
         let err = plan_v2(&memory(64 << 20, Some(32 << 20))).unwrap_err();
-        assert_eq!(err, "memory+swap limit 33554432 is below the memory limit 67108864");
+        assert_eq!(
+            err,
+            "memory+swap limit 33554432 is below the memory limit 67108864"
+        );
         assert!(plan_v1(&memory(0, Some(32 << 20)), None).is_err());
     }
 
@@ -428,7 +451,10 @@ mod tests {
             .cpu(LinuxCpuBuilder::default().quota(-1i64).build().unwrap())
             .build()
             .unwrap();
-        assert_eq!(writes(&plan_v2(&res).unwrap()), ["cpu.max=max", "pids.max=max"]);
+        assert_eq!(
+            writes(&plan_v2(&res).unwrap()),
+            ["cpu.max=max", "pids.max=max"]
+        );
         assert_eq!(
             writes(&plan_v1(&res, None).unwrap()),
             ["cpu.cfs_quota_us=-1", "pids.max=max"]
@@ -437,7 +463,10 @@ mod tests {
 
     #[test]
     fn default_device_rules_use_the_kernel_syntax() {
-        let rules: Vec<String> = default_device_rules().iter().map(|r| r.to_string()).collect();
+        let rules: Vec<String> = default_device_rules()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         assert_eq!(rules[0], "c *:* m");
         assert!(rules.contains(&"c 1:3 rwm".to_string()));
         assert!(rules.contains(&"c 136:* rwm".to_string()));

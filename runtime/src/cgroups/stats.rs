@@ -90,7 +90,10 @@ mod tests {
             ],
         );
         put(&root.join("cpuacct/web"), &[("cpuacct.usage", "123456\n")]);
-        put(&root.join("pids/web"), &[("pids.current", "2\n"), ("pids.max", "32\n")]);
+        put(
+            &root.join("pids/web"),
+            &[("pids.current", "2\n"), ("pids.max", "32\n")],
+        );
         assert_eq!(
             cg.stats().unwrap(),
             CgroupStats {
@@ -113,7 +116,10 @@ mod tests {
             &[
                 ("memory.current", "4096\n"),
                 ("memory.max", "67108864\n"),
-                ("cpu.stat", "usage_usec 250\nuser_usec 200\nsystem_usec 50\n"),
+                (
+                    "cpu.stat",
+                    "usage_usec 250\nuser_usec 200\nsystem_usec 50\n",
+                ),
                 ("pids.current", "1\n"),
                 ("pids.max", "max\n"),
             ],
@@ -134,7 +140,10 @@ mod tests {
         let err = cg.stats().unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("failed to read {}", fake.root().join("web/cpu.stat").display())
+            format!(
+                "failed to read {}",
+                fake.root().join("web/cpu.stat").display()
+            )
         );
     }
 }

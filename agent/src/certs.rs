@@ -1,0 +1,1 @@
+//! Cluster CA and node certificates (rcgen), so operators need no openssl.

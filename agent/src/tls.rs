@@ -1,0 +1,1 @@
+//! Mutual TLS for the peer API: server and client configs, and peer authorization.

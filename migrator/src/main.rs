@@ -1,0 +1,2 @@
+//! The `migrate` CLI.
+fn main() {}

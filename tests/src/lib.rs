@@ -2,6 +2,7 @@
 //! with its own cgroup parent, network namespaces, and prerequisite checks that fail (never
 //! skip) with the set-up command.
 
+pub mod agent;
 pub mod bundle;
 pub mod netns;
 pub mod prereq;

@@ -1,0 +1,94 @@
+//! Prometheus metrics and the `/metrics` HTTP endpoint.
+
+use std::net::SocketAddr;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// The agent's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Operations by kind and result.
+    pub operations: IntCounterVec,
+    /// Operation durations by kind.
+    pub operation_seconds: HistogramVec,
+    /// Bytes written to the checkpoint store.
+    pub checkpoint_bytes: IntCounter,
+    /// Containers by status (set on each scrape).
+    pub containers: IntGaugeVec,
+    /// RPCs served, by method.
+    pub rpcs: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let operations = IntCounterVec::new(Opts::new("migrate_operations_total", "Operations finished, by kind and result"), &["kind", "result"]).expect("metric");
+        let operation_seconds = HistogramVec::new(
+            HistogramOpts::new("migrate_operation_duration_seconds", "Operation duration, by kind")
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            &["kind"],
+        )
+        .expect("metric");
+        let checkpoint_bytes = IntCounter::new("migrate_checkpoint_bytes_total", "Bytes of checkpoints written to the store").expect("metric");
+        let containers = IntGaugeVec::new(Opts::new("migrate_containers", "Containers by status"), &["status"]).expect("metric");
+        let rpcs = IntCounterVec::new(Opts::new("migrate_rpc_requests_total", "RPCs served, by method"), &["method"]).expect("metric");
+        for m in [
+            Box::new(operations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(operation_seconds.clone()),
+            Box::new(checkpoint_bytes.clone()),
+            Box::new(containers.clone()),
+            Box::new(rpcs.clone()),
+        ] {
+            registry.register(m).expect("unique metric");
+        }
+        Metrics { registry, operations, operation_seconds, checkpoint_bytes, containers, rpcs }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until `shutdown` resolves. `refresh` runs before each scrape.
+pub async fn serve(
+    addr: SocketAddr,
+    render: impl Fn() -> String + Send + Sync + 'static,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let render = std::sync::Arc::new(render);
+    tokio::pin!(shutdown);
+    loop {
+        let (mut sock, _) = tokio::select! {
+            r = listener.accept() => r?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let mut req = vec![0u8; 4096];
+            let n = sock.read(&mut req).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&req[..n]);
+            let (status, body) = if head.starts_with("GET /metrics ") {
+                ("200 OK", render())
+            } else {
+                ("404 Not Found", "see /metrics\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}

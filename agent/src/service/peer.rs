@@ -1,0 +1,80 @@
+//! The `Peer` API (agent → agent over mutual TLS), and probing peers for `hosts`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::v1::peer_client::PeerClient;
+use proto::v1::peer_server::Peer;
+use proto::v1::{HelloRequest, HelloResponse, Host};
+use tonic::transport::Endpoint;
+use tonic::{Request, Response, Status};
+
+use crate::daemon::Agent;
+use crate::tls::{self, PeerName};
+
+/// How long `hosts` waits for each peer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The peer API service. Every request has passed [`tls::peer_interceptor`].
+pub struct PeerApi {
+    agent: Arc<Agent>,
+}
+
+impl PeerApi {
+    /// Serves `agent`.
+    pub fn new(agent: Arc<Agent>) -> PeerApi {
+        PeerApi { agent }
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerApi {
+    async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
+        let peer = req.extensions().get::<PeerName>().map(|p| p.0.clone()).unwrap_or_default();
+        let claimed = req.into_inner().node;
+        if !claimed.is_empty() && claimed != peer {
+            return Err(Status::permission_denied(format!("peer certificate names {peer}, but the request says {claimed}")));
+        }
+        tracing::info!(peer = %peer, "hello from peer");
+        let a = self.agent.clone();
+        let criu_version = tokio::task::spawn_blocking(move || a.criu_report().as_ref().map(|r| r.version.to_string()).unwrap_or_default())
+            .await
+            .unwrap_or_default();
+        Ok(Response::new(HelloResponse {
+            node: self.agent.config.node.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            criu_version,
+            kernel: self.agent.host.kernel.clone(),
+        }))
+    }
+}
+
+/// Connects to peer `name` at `address` over mTLS and says hello.
+pub async fn probe(agent: &Agent, name: &str, address: &str) -> Host {
+    let started = Instant::now();
+    let result = hello(agent, name, address).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(r) => Host { name: name.into(), address: address.into(), reachable: true, detail: format!("agent {} criu {} kernel {}", r.version, r.criu_version, r.kernel), latency_ms },
+        Err(e) => Host { name: name.into(), address: address.into(), reachable: false, detail: e, latency_ms },
+    }
+}
+
+async fn hello(agent: &Agent, name: &str, address: &str) -> Result<HelloResponse, String> {
+    let files = agent.config.tls.as_ref().ok_or("no [tls] in the config")?;
+    let tls = tls::client_config(files, name).map_err(|e| crate::shim::chain(&e))?;
+    let endpoint = Endpoint::from_shared(format!("https://{address}"))
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| crate::shim::chain(&e))?
+        .connect_timeout(PROBE_TIMEOUT)
+        .timeout(PROBE_TIMEOUT);
+    let channel = endpoint.connect().await.map_err(|e| crate::shim::chain(&e))?;
+    let mut client = PeerClient::new(channel);
+    let resp = client.hello(HelloRequest { node: agent.config.node.clone() }).await.map_err(|s| s.message().to_string())?;
+    let resp = resp.into_inner();
+    if resp.node != name {
+        return Err(format!("peer at {address} says it is {}, not {name}", resp.node));
+    }
+    Ok(resp)
+}

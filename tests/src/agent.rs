@@ -1,0 +1,146 @@
+//! A real `migrate-agent` process on a temp state directory and socket, driven through the real
+//! `migrate` CLI (or the gRPC client). Its `Drop` stops the agent and removes every container,
+//! shim, cgroup and directory it made.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use runtime::cgroups::Cgroup;
+
+use crate::rt::wait_for;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Path of a workspace binary built next to the test binaries (`target/<profile>/<name>`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} is missing; build it with `cargo build --workspace --bins` (deploy/test.sh does)", path.display());
+    path
+}
+
+/// A running agent.
+pub struct TestAgent {
+    /// Its node name.
+    pub node: String,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its local socket.
+    pub socket: PathBuf,
+    /// Its state directory.
+    pub state_dir: PathBuf,
+    /// Its cgroup parent.
+    pub cgroup_parent: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl TestAgent {
+    /// Writes a config (with `extra` TOML appended) and starts the agent.
+    pub fn start(node: &str, extra: &str) -> TestAgent {
+        crate::prereq::require_runtime();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = tempfile::Builder::new().prefix("migrate-agent-").tempdir_in("/run").expect("agent dir");
+        let state_dir = dir.path().join("state");
+        let socket = dir.path().join("agent.sock");
+        let cgroup_parent = format!("/migrate-test-agent-{}-{n}", std::process::id());
+        let config = dir.path().join("agent.toml");
+        let text = format!(
+            "node = \"{node}\"\nstate_dir = \"{}\"\nsocket = \"{}\"\ncgroup_parent = \"{cgroup_parent}\"\n{extra}\n",
+            state_dir.display(),
+            socket.display()
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut agent = TestAgent { node: node.into(), config, socket, state_dir, cgroup_parent, dir, child: None };
+        agent.restart();
+        agent
+    }
+
+    /// (Re)starts the agent process and waits for its socket.
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent.log")).expect("log");
+        let child = Command::new(binary("migrate-agent"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start migrate-agent");
+        self.child = Some(child);
+        let sock = self.socket.clone();
+        wait_for("the agent's socket", Duration::from_secs(20), || {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("migrate-agent exited with {status}:\n{}", self.log());
+                }
+            }
+            std::os::unix::net::UnixStream::connect(&sock).ok()
+        });
+    }
+
+    /// SIGKILLs the agent (containers must survive).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERMs the agent and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("agent running");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        c.wait().expect("wait agent")
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Runs the real `migrate` CLI against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(binary("migrate"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run migrate")
+    }
+
+    /// Runs the CLI and returns stdout, panicking with stderr and the agent log if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        if !out.status.success() {
+            panic!(
+                "migrate {args:?} failed ({}): {}\n--- agent log ---\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The runtime's state root of this agent.
+    pub fn runtime(&self) -> runtime::Runtime {
+        runtime::Runtime::new(self.state_dir.join("containers")).expect("runtime").with_cgroup_parent(self.cgroup_parent.clone())
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.kill9();
+        if let Ok(rt) = runtime::Runtime::new(self.state_dir.join("containers")) {
+            for c in rt.list().unwrap_or_default() {
+                let _ = c.delete(true);
+            }
+            let _ = Cgroup::open(rt.cgroup_layout(), &self.cgroup_parent).destroy();
+        }
+    }
+}

@@ -231,7 +231,7 @@ host2 = "198.18.0.2:7443"
             (GOOD.replace("listen = \"198.18.0.1:7443\"", "listen = \"not-an-addr\""), "listen"),
             (GOOD.replace("metrics_listen = \"127.0.0.1:9464\"", "metrics_listen = 5"), "metrics_listen"),
             (GOOD.replace("[tls]\nca", "[tls]\ncolor = 1\nca"), "color"),
-            (format!("{GOOD}\nlog_format = \"xml\""), "xml"),
+            (format!("log_format = \"xml\"\n{GOOD}"), "xml"),
             ("node = \"h\"".to_string(), "state_dir"),
         ];
         for (text, key) in cases {

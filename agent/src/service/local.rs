@@ -104,7 +104,10 @@ impl AgentApi for LocalApi {
                 return;
             }
             offset += data.len() as u64;
-            while r.follow {
+            if !r.follow {
+                return;
+            }
+            loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if agent.catalog.container(&r.id).ok().flatten().is_none() {
                     return;

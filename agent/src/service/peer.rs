@@ -71,7 +71,7 @@ async fn hello(agent: &Agent, name: &str, address: &str) -> Result<HelloResponse
         .timeout(PROBE_TIMEOUT);
     let channel = endpoint.connect().await.map_err(|e| crate::shim::chain(&e))?;
     let mut client = PeerClient::new(channel);
-    let resp = client.hello(HelloRequest { node: agent.config.node.clone() }).await.map_err(|s| s.message().to_string())?;
+    let resp = client.hello(HelloRequest { node: agent.config.node.clone() }).await.map_err(|s| crate::shim::chain(&s))?;
     let resp = resp.into_inner();
     if resp.node != name {
         return Err(format!("peer at {address} says it is {}, not {name}", resp.node));

@@ -1,0 +1,197 @@
+//! Printing results on stdout: aligned tables and `key: value` lines for people, one JSON object
+//! per line for scripts; and the human units (ages, sizes, durations) the tables use.
+
+use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns and `key: value` lines.
+    Table,
+    /// One JSON object per line, with stable snake_case keys.
+    Json,
+}
+
+/// A value shown as one row of a table.
+pub trait Row {
+    /// Column titles, in the order of `cells`.
+    const HEADERS: &'static [&'static str];
+    /// The row's cells, already formatted for people.
+    fn cells(&self) -> Vec<String>;
+}
+
+/// A value shown as `key: value` lines.
+pub trait Fields {
+    /// Labels and formatted values, in display order.
+    fn fields(&self) -> Vec<(&'static str, String)>;
+}
+
+/// Prints a list: a table with a header, or one JSON object per item.
+pub fn list<T: Row + Serialize>(format: Format, items: &[T]) -> anyhow::Result<()> {
+    match format {
+        Format::Table => {
+            let rows: Vec<Vec<String>> = items.iter().map(Row::cells).collect();
+            write_stdout(&render_table(T::HEADERS, &rows))
+        }
+        Format::Json => items.iter().try_for_each(json_line),
+    }
+}
+
+/// Prints one object: `key: value` lines, or one JSON object.
+pub fn object<T: Fields + Serialize>(format: Format, item: &T) -> anyhow::Result<()> {
+    match format {
+        Format::Table => write_stdout(&render_fields(&item.fields())),
+        Format::Json => json_line(item),
+    }
+}
+
+/// Prints a short confirmation for people, or `json` for scripts.
+pub fn note<T: Serialize>(format: Format, text: &str, json: &T) -> anyhow::Result<()> {
+    match format {
+        Format::Table => write_stdout(&format!("{text}\n")),
+        Format::Json => json_line(json),
+    }
+}
+
+fn json_line<T: Serialize>(item: &T) -> anyhow::Result<()> {
+    let mut line = serde_json::to_string(item)?;
+    line.push('\n');
+    write_stdout(&line)
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Columns padded to their widest cell, two spaces apart, no trailing blanks.
+pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    std::iter::once(&header)
+        .chain(rows)
+        .map(|row| render_row(row, &widths))
+        .collect()
+}
+
+fn render_row(row: &[String], widths: &[usize]) -> String {
+    let mut line = String::new();
+    for (cell, width) in row.iter().zip(widths) {
+        line.push_str(&format!("{cell:<width$}  "));
+    }
+    let mut line = line.trim_end().to_string();
+    line.push('\n');
+    line
+}
+
+/// `label: value` lines with the values aligned.
+pub fn render_fields(fields: &[(&str, String)]) -> String {
+    let width = fields
+        .iter()
+        .map(|(label, _)| label.chars().count() + 1)
+        .max()
+        .unwrap_or(0);
+    fields
+        .iter()
+        .map(|(label, value)| format!("{:<width$} {value}\n", format!("{label}:")))
+        .collect()
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+/// How long ago `unix_secs` was, roughly: `42s ago`, `5m ago`, `3h ago`, `2d ago`; `-` when unset.
+pub fn age(unix_secs: i64, now_secs: i64) -> String {
+    if unix_secs <= 0 {
+        return "-".to_string();
+    }
+    format!("{} ago", duration((now_secs - unix_secs).max(0) as u64))
+}
+
+/// A duration in the largest whole unit: `42s`, `5m`, `3h`, `2d`.
+pub fn duration(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86_399 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// A byte count in binary units: `512 B`, `1.5 KiB`, `12.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `-` for values that mean "none" (zero, empty), the value itself otherwise.
+pub fn or_dash(value: impl ToString, is_none: bool) -> String {
+    if is_none {
+        "-".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_are_aligned_without_trailing_blanks() {
+        let rows = vec![
+            vec!["web".to_string(), "running".to_string()],
+            vec!["database".to_string(), "-".to_string()],
+        ];
+        assert_eq!(
+            render_table(&["ID", "STATUS"], &rows),
+            "ID        STATUS\nweb       running\ndatabase  -\n"
+        );
+    }
+
+    #[test]
+    fn empty_table_is_its_header() {
+        assert_eq!(render_table(&["ID", "STATUS"], &[]), "ID  STATUS\n");
+    }
+
+    #[test]
+    fn fields_are_aligned() {
+        let fields = [("id", "web".to_string()), ("exit code", "0".to_string())];
+        assert_eq!(render_fields(&fields), "id:        web\nexit code: 0\n");
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(12 * 1024 * 1024), "12.0 MiB");
+        assert_eq!(age(0, 100), "-");
+        assert_eq!(age(100, 142), "42s ago");
+        assert_eq!(age(100, 100 + 7200), "2h ago");
+        assert_eq!(duration(3 * 86_400 + 5), "3d");
+    }
+}

@@ -170,7 +170,11 @@ impl Agent {
             pid: if status == Status::Stopped { 0 } else { live.as_ref().map(|c| c.pid()).unwrap_or(0) },
             bundle: rec.bundle.clone(),
             restart: restart_to_proto(rec.restart) as i32,
-            exit_code: rec.exit_code.unwrap_or(-1),
+            // The shim records the exit before the watcher does: report it as soon as it exists.
+            exit_code: rec
+                .exit_code
+                .or_else(|| (status == Status::Stopped).then(|| ExitRecord::read(&self.exit_path(&rec.id)).map(|e| e.exit_code)).flatten())
+                .unwrap_or(-1),
             restarts: rec.restarts,
             created_unix: rec.created_unix,
             cgroup: live.as_ref().map(|c| c.persisted().cgroup_path.clone()).unwrap_or_default(),

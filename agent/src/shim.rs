@@ -157,6 +157,11 @@ pub fn main(spec_json: &str) -> ! {
         exit_code: code,
         finished_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
     };
+    let tmp = spec.exit_file.with_extension("exit.tmp");
+    let data = serde_json::to_vec(&record).unwrap_or_default();
+    if fs::write(&tmp, data).and_then(|()| fs::rename(&tmp, &spec.exit_file)).is_err() {
+        eprintln!("shim: cannot write {}", spec.exit_file.display());
+    }
     // Give the pumps a moment to drain what init wrote last.
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     for p in pumps {
@@ -166,11 +171,6 @@ pub fn main(spec_json: &str) -> ! {
     }
     if let Ok(mut w) = log.lock() {
         w.flush();
-    }
-    let tmp = spec.exit_file.with_extension("exit.tmp");
-    let data = serde_json::to_vec(&record).unwrap_or_default();
-    if fs::write(&tmp, data).and_then(|()| fs::rename(&tmp, &spec.exit_file)).is_err() {
-        eprintln!("shim: cannot write {}", spec.exit_file.display());
     }
     std::process::exit(0)
 }

@@ -9,7 +9,7 @@
 //!    client certificate ([`peer_node`]) and refuses, with `PERMISSION_DENIED`, a name that is
 //!    not in this agent's peer list. An authorized request carries a [`PeerName`] extension.
 //!
-//! ```ignore
+//! ```text
 //! let tls = tls::server_config(&config.tls)?;
 //! let peer = PeerServer::with_interceptor(service, tls::peer_interceptor(config.peers.clone()));
 //! Server::builder().tls_config(tls)?.add_service(peer).serve_with_incoming(TcpIncoming::from(listener))

@@ -3,9 +3,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=migrate/v1");
-    tonic_prost_build::configure().compile_protos(
-        &["migrate/v1/agent.proto", "migrate/v1/peer.proto"],
-        &["."],
-    )?;
+    tonic_prost_build::configure()
+        .compile_protos(&["migrate/v1/agent.proto", "migrate/v1/peer.proto"], &["."])?;
     Ok(())
 }

@@ -29,7 +29,11 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     /// A value is out of range.
     #[error("invalid config {path}: {key}: {reason}")]
-    Value { path: PathBuf, key: String, reason: String },
+    Value {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
 }
 
 /// Log output format.
@@ -104,7 +108,10 @@ fn default_log_keep() -> u32 {
 impl Config {
     /// Reads and validates the config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(path, &text)
     }
 
@@ -112,14 +119,23 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().replace('\n', " ").split_whitespace().collect::<Vec<_>>().join(" "),
+            message: e
+                .to_string()
+                .replace('\n', " ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         })?;
         config.validate(path)?;
         Ok(config)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: String| ConfigError::Value { path: path.to_path_buf(), key: key.to_string(), reason };
+        let bad = |key: &str, reason: String| ConfigError::Value {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            reason,
+        };
         if let Err(reason) = validate_node_name(&self.node) {
             return Err(bad("node", reason));
         }
@@ -129,7 +145,10 @@ impl Config {
             }
         }
         if !self.cgroup_parent.starts_with('/') || self.cgroup_parent.contains("..") {
-            return Err(bad("cgroup_parent", format!("{:?} must be an absolute cgroup path", self.cgroup_parent)));
+            return Err(bad(
+                "cgroup_parent",
+                format!("{:?} must be an absolute cgroup path", self.cgroup_parent),
+            ));
         }
         if self.log_max_bytes < 4096 {
             return Err(bad("log_max_bytes", "must be at least 4096".into()));
@@ -139,17 +158,34 @@ impl Config {
                 return Err(bad(&format!("peers.{name}"), reason));
             }
             if name == &self.node {
-                return Err(bad(&format!("peers.{name}"), "a peer cannot have this node's own name".into()));
+                return Err(bad(
+                    &format!("peers.{name}"),
+                    "a peer cannot have this node's own name".into(),
+                ));
             }
-            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
-                return Err(bad(&format!("peers.{name}"), format!("{addr:?} is not host:port")));
+            if addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(bad(
+                    &format!("peers.{name}"),
+                    format!("{addr:?} is not host:port"),
+                ));
             }
         }
         if (self.peer.is_some() || !self.peers.is_empty()) && self.tls.is_none() {
-            return Err(bad("tls", "the peer API needs [tls] ca, cert and key".into()));
+            return Err(bad(
+                "tls",
+                "the peer API needs [tls] ca, cert and key".into(),
+            ));
         }
         if let Some(tls) = &self.tls {
-            for (key, p) in [("tls.ca", &tls.ca), ("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+            for (key, p) in [
+                ("tls.ca", &tls.ca),
+                ("tls.cert", &tls.cert),
+                ("tls.key", &tls.key),
+            ] {
                 if !p.is_absolute() {
                     return Err(bad(key, format!("{} is not an absolute path", p.display())));
                 }
@@ -181,11 +217,15 @@ pub fn validate_node_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && !name.starts_with(['-', '.'])
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if ok {
         Ok(())
     } else {
-        Err(format!("{name:?} is not a valid node name (1-63 of A-Z a-z 0-9 . -)"))
+        Err(format!(
+            "{name:?} is not a valid node name (1-63 of A-Z a-z 0-9 . -)"
+        ))
     }
 }
 
@@ -224,12 +264,24 @@ host2 = "198.18.0.2:7443"
     #[test]
     fn errors_name_the_key() {
         let cases = [
-            (GOOD.replace("node = \"host1\"", "node = \"host1\"\ncolour = \"blue\""), "colour"),
+            (
+                GOOD.replace("node = \"host1\"", "node = \"host1\"\ncolour = \"blue\""),
+                "colour",
+            ),
             (GOOD.replace("\"host1\"", "\"bad name\""), "node"),
-            (GOOD.replace("/var/lib/migrate", "relative/dir"), "state_dir"),
+            (
+                GOOD.replace("/var/lib/migrate", "relative/dir"),
+                "state_dir",
+            ),
             (GOOD.replace("198.18.0.2:7443", "nowhere"), "peers.host2"),
-            (GOOD.replace("listen = \"198.18.0.1:7443\"", "listen = \"not-an-addr\""), "listen"),
-            (GOOD.replace("metrics_listen = \"127.0.0.1:9464\"", "metrics_listen = 5"), "metrics_listen"),
+            (
+                GOOD.replace("listen = \"198.18.0.1:7443\"", "listen = \"not-an-addr\""),
+                "listen",
+            ),
+            (
+                GOOD.replace("metrics_listen = \"127.0.0.1:9464\"", "metrics_listen = 5"),
+                "metrics_listen",
+            ),
             (GOOD.replace("[tls]\nca", "[tls]\ncolor = 1\nca"), "color"),
             (format!("log_format = \"xml\"\n{GOOD}"), "xml"),
             ("node = \"h\"".to_string(), "state_dir"),
@@ -237,7 +289,10 @@ host2 = "198.18.0.2:7443"
         for (text, key) in cases {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(key), "{err:?} should name {key}");
-            assert!(err.starts_with("invalid config /etc/migrate/agent.toml"), "{err}");
+            assert!(
+                err.starts_with("invalid config /etc/migrate/agent.toml"),
+                "{err}"
+            );
             assert!(!err.contains('\n'), "one line: {err:?}");
         }
     }

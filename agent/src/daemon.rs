@@ -74,19 +74,30 @@ pub struct BusyGuard {
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.agent.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        self.agent
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Agent {
     /// Opens the state directory, catalog and runtime.
     pub fn open(config: Config) -> anyhow::Result<Arc<Agent>> {
         use anyhow::Context;
-        for dir in [config.state_dir.clone(), config.logs_dir(), config.checkpoints_dir()] {
+        for dir in [
+            config.state_dir.clone(),
+            config.logs_dir(),
+            config.checkpoints_dir(),
+        ] {
             fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let catalog = Arc::new(Catalog::open(&config.catalog_path())?);
@@ -96,14 +107,23 @@ impl Agent {
         let metrics = Arc::new(Metrics::new());
         let ops = Operations::new(catalog.clone(), metrics.clone());
         let host = HostInfo {
-            kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+            kernel: nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
             cpu_model: fs::read_to_string("/proc/cpuinfo")
                 .ok()
-                .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("model name"))
+                        .and_then(|l| l.split_once(':'))
+                        .map(|(_, v)| v.trim().to_string())
+                })
                 .unwrap_or_default(),
             cgroup_layout: match runtime.cgroup_layout() {
                 runtime::cgroups::Layout::V2 { .. } => "v2".into(),
-                runtime::cgroups::Layout::V1 { unified: Some(_), .. } => "hybrid".into(),
+                runtime::cgroups::Layout::V1 {
+                    unified: Some(_), ..
+                } => "hybrid".into(),
                 runtime::cgroups::Layout::V1 { .. } => "v1".into(),
             },
         };
@@ -138,15 +158,22 @@ impl Agent {
     pub fn claim(self: &Arc<Self>, id: &str) -> Result<BusyGuard> {
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         if !busy.insert(id.to_string()) {
-            return Err(AgentError::FailedPrecondition(format!("container {id} has another operation in progress")));
+            return Err(AgentError::FailedPrecondition(format!(
+                "container {id} has another operation in progress"
+            )));
         }
-        Ok(BusyGuard { agent: self.clone(), id: id.to_string() })
+        Ok(BusyGuard {
+            agent: self.clone(),
+            id: id.to_string(),
+        })
     }
 
     /// The catalog record, or NOT_FOUND.
     pub fn record(&self, id: &str) -> Result<ContainerRecord> {
         runtime::id::validate_id(id).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
-        self.catalog.container(id)?.ok_or_else(|| AgentError::NotFound(format!("container {id} does not exist")))
+        self.catalog
+            .container(id)?
+            .ok_or_else(|| AgentError::NotFound(format!("container {id} does not exist")))
     }
 
     /// The runtime's view of a container, if it has state.
@@ -158,7 +185,10 @@ impl Agent {
     pub fn describe(&self, rec: &ContainerRecord) -> pb::Container {
         let live = self.live(&rec.id);
         let status = live.as_ref().map(|c| c.status()).unwrap_or(Status::Stopped);
-        let stats = live.as_ref().filter(|_| status != Status::Stopped).and_then(|c| c.stats().ok());
+        let stats = live
+            .as_ref()
+            .filter(|_| status != Status::Stopped)
+            .and_then(|c| c.stats().ok());
         pb::Container {
             id: rec.id.clone(),
             status: match status {
@@ -167,31 +197,52 @@ impl Agent {
                 Status::Paused => pb::ContainerStatus::Paused,
                 Status::Stopped => pb::ContainerStatus::Stopped,
             } as i32,
-            pid: if status == Status::Stopped { 0 } else { live.as_ref().map(|c| c.pid()).unwrap_or(0) },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                live.as_ref().map(|c| c.pid()).unwrap_or(0)
+            },
             bundle: rec.bundle.clone(),
             restart: restart_to_proto(rec.restart) as i32,
             // The shim records the exit before the watcher does: report it as soon as it exists.
             exit_code: rec
                 .exit_code
-                .or_else(|| (status == Status::Stopped).then(|| ExitRecord::read(&self.exit_path(&rec.id)).map(|e| e.exit_code)).flatten())
+                .or_else(|| {
+                    (status == Status::Stopped)
+                        .then(|| ExitRecord::read(&self.exit_path(&rec.id)).map(|e| e.exit_code))
+                        .flatten()
+                })
                 .unwrap_or(-1),
             restarts: rec.restarts,
             created_unix: rec.created_unix,
-            cgroup: live.as_ref().map(|c| c.persisted().cgroup_path.clone()).unwrap_or_default(),
+            cgroup: live
+                .as_ref()
+                .map(|c| c.persisted().cgroup_path.clone())
+                .unwrap_or_default(),
             memory_bytes: stats.as_ref().map(|s| s.memory_usage).unwrap_or(0),
             pids: stats.as_ref().map(|s| s.pids_current as u32).unwrap_or(0),
         }
     }
 
     /// Creates and starts a container through a shim.
-    pub fn run(self: &Arc<Self>, id: &str, bundle: &Path, restart: Restart) -> Result<pb::Container> {
+    pub fn run(
+        self: &Arc<Self>,
+        id: &str,
+        bundle: &Path,
+        restart: Restart,
+    ) -> Result<pb::Container> {
         runtime::id::validate_id(id).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
         let _busy = self.claim(id)?;
         if self.catalog.container(id)?.is_some() {
-            return Err(AgentError::AlreadyExists(format!("container {id} already exists")));
+            return Err(AgentError::AlreadyExists(format!(
+                "container {id} already exists"
+            )));
         }
         if !bundle.is_absolute() {
-            return Err(AgentError::InvalidArgument(format!("bundle path {} is not absolute", bundle.display())));
+            return Err(AgentError::InvalidArgument(format!(
+                "bundle path {} is not absolute",
+                bundle.display()
+            )));
         }
         let b = runtime::spec::Bundle::load(bundle).map_err(AgentError::from)?;
         let rec = ContainerRecord {
@@ -204,7 +255,12 @@ impl Agent {
             created_unix: now_unix(),
         };
         self.catalog.put_container(&rec)?;
-        if let Err(e) = self.spawn_shim(id, ShimAction::Create { bundle: b.dir.clone() }) {
+        if let Err(e) = self.spawn_shim(
+            id,
+            ShimAction::Create {
+                bundle: b.dir.clone(),
+            },
+        ) {
             let _ = self.catalog.delete_container(id);
             return Err(e);
         }
@@ -237,7 +293,12 @@ impl Agent {
 
     /// Starts supervising `id` (once): records its exit and applies the restart policy.
     pub fn watch(self: &Arc<Self>, id: &str) {
-        if !self.watched.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string()) {
+        if !self
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string())
+        {
             return;
         }
         let agent = self.clone();
@@ -247,19 +308,32 @@ impl Agent {
                 tokio::time::sleep(WATCH_INTERVAL).await;
                 let a = agent.clone();
                 let i = id.clone();
-                let keep = tokio::task::spawn_blocking(move || a.check_exit(&i)).await.unwrap_or(false);
+                let keep = tokio::task::spawn_blocking(move || a.check_exit(&i))
+                    .await
+                    .unwrap_or(false);
                 if !keep {
                     break;
                 }
             }
-            agent.watched.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            agent
+                .watched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
         });
     }
 
     /// One supervision step; returns whether to keep watching.
     fn check_exit(self: &Arc<Self>, id: &str) -> bool {
-        let Ok(Some(mut rec)) = self.catalog.container(id) else { return false };
-        if self.busy.lock().unwrap_or_else(|e| e.into_inner()).contains(id) {
+        let Ok(Some(mut rec)) = self.catalog.container(id) else {
+            return false;
+        };
+        if self
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+        {
             return true;
         }
         let alive = self.live(id).is_some_and(|c| c.init_alive());
@@ -273,7 +347,11 @@ impl Agent {
         }
         let exit = exit.or_else(|| ExitRecord::read(&self.exit_path(id)));
         rec.exit_code = exit.as_ref().map(|e| e.exit_code);
-        tracing::info!(container.id = id, exit_code = rec.exit_code, "container exited");
+        tracing::info!(
+            container.id = id,
+            exit_code = rec.exit_code,
+            "container exited"
+        );
         let restart = rec.desired == desired::RUNNING && rec.restart.restarts_after(rec.exit_code);
         if !restart {
             if rec.desired == desired::RUNNING {
@@ -285,13 +363,24 @@ impl Agent {
         rec.restarts += 1;
         let _ = self.catalog.put_container(&rec);
         // Back off a little more after each restart, up to 5 s.
-        std::thread::sleep(Duration::from_millis((100u64 << rec.restarts.min(6)).min(5000)));
+        std::thread::sleep(Duration::from_millis(
+            (100u64 << rec.restarts.min(6)).min(5000),
+        ));
         if let Some(c) = self.live(id) {
             let _ = c.delete(true);
         }
-        match self.spawn_shim(id, ShimAction::Create { bundle: PathBuf::from(&rec.bundle) }) {
+        match self.spawn_shim(
+            id,
+            ShimAction::Create {
+                bundle: PathBuf::from(&rec.bundle),
+            },
+        ) {
             Ok(_) => {
-                tracing::info!(container.id = id, restarts = rec.restarts, "container restarted by its restart policy");
+                tracing::info!(
+                    container.id = id,
+                    restarts = rec.restarts,
+                    "container restarted by its restart policy"
+                );
                 true
             }
             Err(e) => {
@@ -305,9 +394,14 @@ impl Agent {
 
     /// Re-adopts every container of the catalog after a (re)start.
     pub fn adopt_all(self: &Arc<Self>) -> Result<()> {
-        let n = self.catalog.fail_interrupted_operations(crate::ops::now_ms())?;
+        let n = self
+            .catalog
+            .fail_interrupted_operations(crate::ops::now_ms())?;
         if n > 0 {
-            tracing::warn!(count = n, "operations interrupted by the previous agent marked failed");
+            tracing::warn!(
+                count = n,
+                "operations interrupted by the previous agent marked failed"
+            );
         }
         for mut rec in self.catalog.containers()? {
             if rec.desired == desired::CHECKPOINTING {
@@ -335,10 +429,15 @@ impl Agent {
             }
             let _ = c.kill(Signal::SIGTERM, true);
             if !wait_until(timeout, || !c.init_alive()) {
-                tracing::info!(container.id = id, "container ignored SIGTERM; sending SIGKILL");
+                tracing::info!(
+                    container.id = id,
+                    "container ignored SIGTERM; sending SIGKILL"
+                );
                 c.kill(Signal::SIGKILL, true).map_err(AgentError::from)?;
                 if !wait_until(Duration::from_secs(10), || !c.init_alive()) {
-                    return Err(AgentError::Internal(format!("container {id} did not die after SIGKILL")));
+                    return Err(AgentError::Internal(format!(
+                        "container {id} did not die after SIGKILL"
+                    )));
                 }
             }
         }
@@ -359,8 +458,13 @@ impl Agent {
     pub fn kill(self: &Arc<Self>, id: &str, signal: &str, all: bool) -> Result<pb::Container> {
         let mut rec = self.record(id)?;
         let sig = parse_signal(signal)?;
-        let c = self.live(id).ok_or_else(|| AgentError::FailedPrecondition(format!("container {id} is not running")))?;
-        if matches!(sig, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) {
+        let c = self.live(id).ok_or_else(|| {
+            AgentError::FailedPrecondition(format!("container {id} is not running"))
+        })?;
+        if matches!(
+            sig,
+            Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT
+        ) {
             rec.desired = desired::STOPPED.into();
             self.catalog.put_container(&rec)?;
         }
@@ -379,7 +483,9 @@ impl Agent {
         if let Some(c) = self.live(id) {
             let status = c.status();
             if status != Status::Stopped && !force {
-                return Err(AgentError::FailedPrecondition(format!("container {id} is {status}: stop it first or use --force")));
+                return Err(AgentError::FailedPrecondition(format!(
+                    "container {id} is {status}: stop it first or use --force"
+                )));
             }
             let mut r = rec.clone();
             r.desired = desired::STOPPED.into();
@@ -387,7 +493,11 @@ impl Agent {
             c.delete(true).map_err(AgentError::from)?;
         }
         self.catalog.delete_container(id)?;
-        for p in [self.log_path(id), self.exit_path(id), self.config.logs_dir().join(format!("{id}.shim.log"))] {
+        for p in [
+            self.log_path(id),
+            self.exit_path(id),
+            self.config.logs_dir().join(format!("{id}.shim.log")),
+        ] {
             let _ = fs::remove_file(p);
         }
         for i in 1..=self.config.log_keep {
@@ -401,18 +511,27 @@ impl Agent {
     pub fn pause(self: &Arc<Self>, id: &str, pause: bool) -> Result<pb::Container> {
         let rec = self.record(id)?;
         let _busy = self.claim(id)?;
-        let c = self.live(id).ok_or_else(|| AgentError::FailedPrecondition(format!("container {id} is not running")))?;
+        let c = self.live(id).ok_or_else(|| {
+            AgentError::FailedPrecondition(format!("container {id} is not running"))
+        })?;
         if pause { c.pause() } else { c.resume() }.map_err(AgentError::from)?;
         Ok(self.describe(&rec))
     }
 
     /// Runs a command in the container and collects its output.
-    pub fn exec(self: &Arc<Self>, id: &str, args: Vec<String>, env: Vec<String>) -> Result<pb::ExecResponse> {
+    pub fn exec(
+        self: &Arc<Self>,
+        id: &str,
+        args: Vec<String>,
+        env: Vec<String>,
+    ) -> Result<pb::ExecResponse> {
         self.record(id)?;
         if args.is_empty() {
             return Err(AgentError::InvalidArgument("exec needs a command".into()));
         }
-        let c = self.live(id).ok_or_else(|| AgentError::FailedPrecondition(format!("container {id} is not running")))?;
+        let c = self.live(id).ok_or_else(|| {
+            AgentError::FailedPrecondition(format!("container {id} is not running"))
+        })?;
         let mut opts = runtime::ExecOpts::new(args);
         opts.env = env;
         let (p, mut io) = c.exec(opts).map_err(AgentError::from)?;
@@ -428,23 +547,42 @@ impl Agent {
         };
         let (out, err) = (read(io.stdout.take()), read(io.stderr.take()));
         let exit_code = p.wait().map_err(AgentError::from)?;
-        Ok(pb::ExecResponse { exit_code, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
+        Ok(pb::ExecResponse {
+            exit_code,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
     }
 
     /// Checkpoints a container into the store.
-    pub fn checkpoint(self: &Arc<Self>, op: &OpHandle, id: &str, leave_running: bool, tcp_established: bool) -> std::result::Result<OperationResult, String> {
+    pub fn checkpoint(
+        self: &Arc<Self>,
+        op: &OpHandle,
+        id: &str,
+        leave_running: bool,
+        tcp_established: bool,
+    ) -> std::result::Result<OperationResult, String> {
         let mut rec = self.record(id).map_err(|e| e.to_string())?;
         let _busy = self.claim(id).map_err(|e| e.to_string())?;
-        let c = self.live(id).filter(|c| c.status() == Status::Running).ok_or_else(|| format!("container {id} is not running"))?;
+        let c = self
+            .live(id)
+            .filter(|c| c.status() == Status::Running)
+            .ok_or_else(|| format!("container {id} is not running"))?;
         op.event("preflight", "checking CRIU");
         runtime::criu::Criu::locate().map_err(|e| shim::chain(&e))?;
         let ckpt_id = format!("{id}-{}", &op.id()[..8]);
         let dir = self.config.checkpoints_dir().join(&ckpt_id);
         let previous = rec.desired.clone();
         rec.desired = desired::CHECKPOINTING.into();
-        self.catalog.put_container(&rec).map_err(|e| e.to_string())?;
+        self.catalog
+            .put_container(&rec)
+            .map_err(|e| e.to_string())?;
         op.event("dump", "freezing and dumping with CRIU");
-        let opts = CheckpointOpts { leave_running, tcp_established, ..Default::default() };
+        let opts = CheckpointOpts {
+            leave_running,
+            tcp_established,
+            ..Default::default()
+        };
         let result = c.checkpoint_with(&dir, opts, |_| {
             op.event("dump", "images complete; container frozen");
             Ok(())
@@ -469,37 +607,78 @@ impl Agent {
             frozen_ms: done.frozen.as_millis() as u64,
             leave_running,
         };
-        self.catalog.put_checkpoint(&record).map_err(|e| e.to_string())?;
-        rec.desired = if leave_running { previous } else { desired::STOPPED.into() };
+        self.catalog
+            .put_checkpoint(&record)
+            .map_err(|e| e.to_string())?;
+        rec.desired = if leave_running {
+            previous
+        } else {
+            desired::STOPPED.into()
+        };
         if !leave_running {
             wait_until(Duration::from_secs(2), || self.exit_path(id).exists());
             rec.exit_code = ExitRecord::read(&self.exit_path(id)).map(|e| e.exit_code);
         }
-        self.catalog.put_container(&rec).map_err(|e| e.to_string())?;
-        op.event("commit", format!("checkpoint {ckpt_id}: {size} bytes, frozen {} ms", record.frozen_ms));
-        Ok(OperationResult { checkpoint: Some(checkpoint_to_proto(&record)), ..Default::default() })
+        self.catalog
+            .put_container(&rec)
+            .map_err(|e| e.to_string())?;
+        op.event(
+            "commit",
+            format!(
+                "checkpoint {ckpt_id}: {size} bytes, frozen {} ms",
+                record.frozen_ms
+            ),
+        );
+        Ok(OperationResult {
+            checkpoint: Some(checkpoint_to_proto(&record)),
+            ..Default::default()
+        })
     }
 
     /// Restores a checkpoint from the store as container `id`.
-    pub fn restore(self: &Arc<Self>, op: &OpHandle, checkpoint_id: &str, id: &str) -> std::result::Result<OperationResult, String> {
+    pub fn restore(
+        self: &Arc<Self>,
+        op: &OpHandle,
+        checkpoint_id: &str,
+        id: &str,
+    ) -> std::result::Result<OperationResult, String> {
         runtime::id::validate_id(id).map_err(|e| e.to_string())?;
         let _busy = self.claim(id).map_err(|e| e.to_string())?;
         let all = self.catalog.checkpoints(None).map_err(|e| e.to_string())?;
         let ckpt = if checkpoint_id.is_empty() {
-            all.into_iter().find(|c| c.container_id == id).ok_or_else(|| format!("container {id} has no checkpoint"))?
+            all.into_iter()
+                .find(|c| c.container_id == id)
+                .ok_or_else(|| format!("container {id} has no checkpoint"))?
         } else {
-            all.into_iter().find(|c| c.id == checkpoint_id).ok_or_else(|| format!("checkpoint {checkpoint_id} does not exist"))?
+            all.into_iter()
+                .find(|c| c.id == checkpoint_id)
+                .ok_or_else(|| format!("checkpoint {checkpoint_id} does not exist"))?
         };
-        let meta = runtime::container::CheckpointMeta::load(Path::new(&ckpt.dir)).map_err(|e| shim::chain(&e))?;
+        let meta = runtime::container::CheckpointMeta::load(Path::new(&ckpt.dir))
+            .map_err(|e| shim::chain(&e))?;
         let old = self.catalog.container(id).map_err(|e| e.to_string())?;
         if let Some(c) = self.live(id) {
             if c.status() != Status::Stopped {
-                return Err(format!("container {id} is {}: remove it or restore under another name", c.status()));
+                return Err(format!(
+                    "container {id} is {}: remove it or restore under another name",
+                    c.status()
+                ));
             }
             c.delete(false).map_err(|e| shim::chain(&e))?;
         }
-        op.event("restore", format!("restoring checkpoint {} with CRIU", ckpt.id));
-        let started = self.spawn_shim(id, ShimAction::Restore { checkpoint: PathBuf::from(&ckpt.dir), netns: None }).map_err(|e| e.to_string())?;
+        op.event(
+            "restore",
+            format!("restoring checkpoint {} with CRIU", ckpt.id),
+        );
+        let started = self
+            .spawn_shim(
+                id,
+                ShimAction::Restore {
+                    checkpoint: PathBuf::from(&ckpt.dir),
+                    netns: None,
+                },
+            )
+            .map_err(|e| e.to_string())?;
         let rec = ContainerRecord {
             id: id.to_string(),
             bundle: meta.state.bundle.display().to_string(),
@@ -507,17 +686,36 @@ impl Agent {
             desired: desired::RUNNING.into(),
             exit_code: None,
             restarts: old.as_ref().map(|o| o.restarts).unwrap_or(0),
-            created_unix: old.as_ref().map(|o| o.created_unix).unwrap_or_else(now_unix),
+            created_unix: old
+                .as_ref()
+                .map(|o| o.created_unix)
+                .unwrap_or_else(now_unix),
         };
-        self.catalog.put_container(&rec).map_err(|e| e.to_string())?;
+        self.catalog
+            .put_container(&rec)
+            .map_err(|e| e.to_string())?;
         self.watch(id);
-        op.event("commit", format!("running as pid {} (criu restore {} ms)", started.pid.unwrap_or(0), started.restore_ms.unwrap_or(0)));
-        Ok(OperationResult { container: Some(self.describe(&rec)), ..Default::default() })
+        op.event(
+            "commit",
+            format!(
+                "running as pid {} (criu restore {} ms)",
+                started.pid.unwrap_or(0),
+                started.restore_ms.unwrap_or(0)
+            ),
+        );
+        Ok(OperationResult {
+            container: Some(self.describe(&rec)),
+            ..Default::default()
+        })
     }
 
     /// The `criu check` report (computed once).
     pub fn criu_report(&self) -> &std::result::Result<runtime::criu::CheckReport, String> {
-        self.criu.get_or_init(|| runtime::criu::Criu::locate().and_then(|c| c.check()).map_err(|e| shim::chain(&e)))
+        self.criu.get_or_init(|| {
+            runtime::criu::Criu::locate()
+                .and_then(|c| c.check())
+                .map_err(|e| shim::chain(&e))
+        })
     }
 
     /// Path of a container's log file.
@@ -563,11 +761,17 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         return Ok(Signal::SIGKILL);
     }
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| AgentError::InvalidArgument(format!("unknown signal {s}")));
+        return Signal::try_from(n)
+            .map_err(|_| AgentError::InvalidArgument(format!("unknown signal {s}")));
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<Signal>().map_err(|_| AgentError::InvalidArgument(format!("unknown signal {s}")))
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| AgentError::InvalidArgument(format!("unknown signal {s}")))
 }
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {

@@ -28,7 +28,9 @@ impl From<runtime::Error> for AgentError {
         let msg = crate::shim::chain(&e);
         match e {
             E::NotFound { .. } => AgentError::NotFound(msg),
-            E::InvalidId { .. } | E::InvalidBundle { .. } | E::InvalidCheckpoint { .. } => AgentError::InvalidArgument(msg),
+            E::InvalidId { .. } | E::InvalidBundle { .. } | E::InvalidCheckpoint { .. } => {
+                AgentError::InvalidArgument(msg)
+            }
             E::AlreadyExists { .. } => AgentError::AlreadyExists(msg),
             E::WrongState { .. } => AgentError::FailedPrecondition(msg),
             _ => AgentError::Internal(msg),

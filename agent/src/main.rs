@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use agent::config::{Config, LogFormat, DEFAULT_CONFIG};
 
 #[derive(Parser)]
-#[command(name = "migrate-agent", version, about = "Per-host agent of the migrate service")]
+#[command(
+    name = "migrate-agent",
+    version,
+    about = "Per-host agent of the migrate service"
+)]
 struct Cli {
     /// Config file.
     #[arg(long, short, global = true, default_value = DEFAULT_CONFIG, env = "MIGRATE_AGENT_CONFIG")]
@@ -82,27 +86,51 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Cmd::Run) {
-        Cmd::Certs(CertsCmd::Init { dir, cluster, force }) => {
+        Cmd::Certs(CertsCmd::Init {
+            dir,
+            cluster,
+            force,
+        }) => {
             let ca = agent::certs::init_ca(&dir, &cluster, force)?;
-            println!("created cluster CA {} (key {})", ca.cert.display(), ca.key.display());
+            println!(
+                "created cluster CA {} (key {})",
+                ca.cert.display(),
+                ca.key.display()
+            );
             Ok(())
         }
-        Cmd::Certs(CertsCmd::Issue { node, dir, out, force }) => {
+        Cmd::Certs(CertsCmd::Issue {
+            node,
+            dir,
+            out,
+            force,
+        }) => {
             let out = out.unwrap_or_else(|| dir.clone());
             let files = agent::certs::issue(&dir, &node, &out, force)?;
-            println!("issued {} (key {}) for node {node}", files.cert.display(), files.key.display());
+            println!(
+                "issued {} (key {}) for node {node}",
+                files.cert.display(),
+                files.key.display()
+            );
             Ok(())
         }
         Cmd::CheckConfig => {
             let config = Config::load(&cli.config)?;
-            println!("config {} is valid (node {})", cli.config.display(), config.node);
+            println!(
+                "config {} is valid (node {})",
+                cli.config.display(),
+                config.node
+            );
             Ok(())
         }
         Cmd::Shim { .. } => unreachable!("handled before"),
         Cmd::Run => {
             let config = Config::load(&cli.config)?;
             init_tracing(config.log_format);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start tokio")?;
             rt.block_on(async move {
                 let agent = agent::daemon::Agent::open(config)?;
                 agent::server::serve(agent).await
@@ -114,9 +142,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("MIGRATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }

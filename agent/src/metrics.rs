@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 /// The agent's metrics.
 pub struct Metrics {
@@ -29,16 +32,40 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let operations = IntCounterVec::new(Opts::new("migrate_operations_total", "Operations finished, by kind and result"), &["kind", "result"]).expect("metric");
+        let operations = IntCounterVec::new(
+            Opts::new(
+                "migrate_operations_total",
+                "Operations finished, by kind and result",
+            ),
+            &["kind", "result"],
+        )
+        .expect("metric");
         let operation_seconds = HistogramVec::new(
-            HistogramOpts::new("migrate_operation_duration_seconds", "Operation duration, by kind")
-                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            HistogramOpts::new(
+                "migrate_operation_duration_seconds",
+                "Operation duration, by kind",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
             &["kind"],
         )
         .expect("metric");
-        let checkpoint_bytes = IntCounter::new("migrate_checkpoint_bytes_total", "Bytes of checkpoints written to the store").expect("metric");
-        let containers = IntGaugeVec::new(Opts::new("migrate_containers", "Containers by status"), &["status"]).expect("metric");
-        let rpcs = IntCounterVec::new(Opts::new("migrate_rpc_requests_total", "RPCs served, by method"), &["method"]).expect("metric");
+        let checkpoint_bytes = IntCounter::new(
+            "migrate_checkpoint_bytes_total",
+            "Bytes of checkpoints written to the store",
+        )
+        .expect("metric");
+        let containers = IntGaugeVec::new(
+            Opts::new("migrate_containers", "Containers by status"),
+            &["status"],
+        )
+        .expect("metric");
+        let rpcs = IntCounterVec::new(
+            Opts::new("migrate_rpc_requests_total", "RPCs served, by method"),
+            &["method"],
+        )
+        .expect("metric");
         for m in [
             Box::new(operations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(operation_seconds.clone()),
@@ -48,7 +75,14 @@ impl Metrics {
         ] {
             registry.register(m).expect("unique metric");
         }
-        Metrics { registry, operations, operation_seconds, checkpoint_bytes, containers, rpcs }
+        Metrics {
+            registry,
+            operations,
+            operation_seconds,
+            checkpoint_bytes,
+            containers,
+            rpcs,
+        }
     }
 
     /// The text exposition of every metric.

@@ -12,7 +12,10 @@ use crate::metrics::Metrics;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 struct Live {
@@ -41,7 +44,11 @@ pub struct OpHandle {
 impl Operations {
     /// A registry writing to `catalog`.
     pub fn new(catalog: Arc<Catalog>, metrics: Arc<Metrics>) -> Arc<Operations> {
-        Arc::new(Operations { live: Mutex::new(HashMap::new()), catalog, metrics })
+        Arc::new(Operations {
+            live: Mutex::new(HashMap::new()),
+            catalog,
+            metrics,
+        })
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -64,9 +71,22 @@ impl Operations {
             tracing::warn!(operation.id = %id, error = %e, "cannot record operation");
         }
         let (tx, _) = broadcast::channel(256);
-        self.live().insert(id.clone(), Live { history: Vec::new(), tx, done: false });
+        self.live().insert(
+            id.clone(),
+            Live {
+                history: Vec::new(),
+                tx,
+                done: false,
+            },
+        );
         let span = tracing::info_span!("operation", operation.id = %id, operation.kind = kind, container.id = container_id);
-        OpHandle { ops: self.clone(), record, started: Instant::now(), finished: false, span }
+        OpHandle {
+            ops: self.clone(),
+            record,
+            started: Instant::now(),
+            finished: false,
+            span,
+        }
     }
 
     /// Operations still running in this process.
@@ -75,7 +95,13 @@ impl Operations {
     }
 
     /// The events so far and a receiver for the rest; `None` for an unknown operation.
-    pub fn watch(&self, id: &str) -> Option<(Vec<OperationEvent>, Option<broadcast::Receiver<OperationEvent>>)> {
+    pub fn watch(
+        &self,
+        id: &str,
+    ) -> Option<(
+        Vec<OperationEvent>,
+        Option<broadcast::Receiver<OperationEvent>>,
+    )> {
         let live = self.live();
         match live.get(id) {
             Some(l) => Some((l.history.clone(), (!l.done).then(|| l.tx.subscribe()))),
@@ -87,7 +113,13 @@ impl Operations {
                     .journal_of(id)
                     .ok()?
                     .into_iter()
-                    .map(|e| OperationEvent { operation_id: id.to_string(), phase: e.step, message: e.detail, unix_ms: e.unix_ms, ..Default::default() })
+                    .map(|e| OperationEvent {
+                        operation_id: id.to_string(),
+                        phase: e.step,
+                        message: e.detail,
+                        unix_ms: e.unix_ms,
+                        ..Default::default()
+                    })
                     .collect();
                 events.push(OperationEvent {
                     operation_id: id.to_string(),
@@ -147,7 +179,12 @@ impl OpHandle {
             unix_ms: now_ms(),
             ..Default::default()
         };
-        let _ = self.ops.catalog.journal(&JournalEntry { operation_id: self.record.id.clone(), step: phase.into(), detail: message, unix_ms: e.unix_ms });
+        let _ = self.ops.catalog.journal(&JournalEntry {
+            operation_id: self.record.id.clone(),
+            step: phase.into(),
+            detail: message,
+            unix_ms: e.unix_ms,
+        });
         self.ops.publish(e, false);
     }
 
@@ -161,7 +198,14 @@ impl OpHandle {
     fn close(&mut self, result: Result<OperationResult, String>) {
         let (mut res, state) = match result {
             Ok(r) => (OperationResult { success: true, ..r }, "succeeded"),
-            Err(error) => (OperationResult { success: false, error, ..Default::default() }, "failed"),
+            Err(error) => (
+                OperationResult {
+                    success: false,
+                    error,
+                    ..Default::default()
+                },
+                "failed",
+            ),
         };
         self.record.state = state.into();
         self.record.error = res.error.clone();
@@ -170,15 +214,30 @@ impl OpHandle {
         let _ = self.ops.catalog.journal(&JournalEntry {
             operation_id: self.record.id.clone(),
             step: "done".into(),
-            detail: if res.success { "succeeded".into() } else { res.error.clone() },
+            detail: if res.success {
+                "succeeded".into()
+            } else {
+                res.error.clone()
+            },
             unix_ms: self.record.finished_unix_ms,
         });
-        self.ops.metrics.operations.with_label_values(&[&self.record.kind, state]).inc();
-        self.ops.metrics.operation_seconds.with_label_values(&[&self.record.kind]).observe(self.started.elapsed().as_secs_f64());
+        self.ops
+            .metrics
+            .operations
+            .with_label_values(&[&self.record.kind, state])
+            .inc();
+        self.ops
+            .metrics
+            .operation_seconds
+            .with_label_values(&[&self.record.kind])
+            .observe(self.started.elapsed().as_secs_f64());
         {
             let _enter = self.span.enter();
             if res.success {
-                tracing::info!(elapsed_ms = self.started.elapsed().as_millis() as u64, "operation succeeded");
+                tracing::info!(
+                    elapsed_ms = self.started.elapsed().as_millis() as u64,
+                    "operation succeeded"
+                );
             } else {
                 tracing::warn!(error = %res.error, "operation failed");
             }

@@ -20,7 +20,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the agent until SIGTERM or SIGINT, then drains.
 pub async fn serve(agent: Arc<Agent>) -> anyhow::Result<()> {
-    agent.adopt_all().map_err(|e| anyhow::anyhow!("cannot re-adopt containers: {e}"))?;
+    agent
+        .adopt_all()
+        .map_err(|e| anyhow::anyhow!("cannot re-adopt containers: {e}"))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -34,13 +36,18 @@ pub async fn serve(agent: Arc<Agent>) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let _ = std::fs::remove_file(&socket);
-    let listener = tokio::net::UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).with_context(|| format!("cannot chmod {}", socket.display()))?;
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot chmod {}", socket.display()))?;
     tracing::info!(socket = %socket.display(), node = %agent.config.node, "local API listening");
     let local = Server::builder()
         .trace_fn(|req| tracing::info_span!("rpc", rpc.method = %req.uri().path()))
         .add_service(AgentServer::new(LocalApi::new(agent.clone())))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(listener), stopped());
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            stopped(),
+        );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { local.await.context("local API failed") });
 
@@ -49,7 +56,8 @@ pub async fn serve(agent: Arc<Agent>) -> anyhow::Result<()> {
         let tls = tls::server_config(files).map_err(|e| anyhow::anyhow!(crate::shim::chain(&e)))?;
         let peers: Vec<String> = agent.config.peers.keys().cloned().collect();
         let addr = peer.listen;
-        let svc = PeerServer::with_interceptor(PeerApi::new(agent.clone()), tls::peer_interceptor(peers));
+        let svc =
+            PeerServer::with_interceptor(PeerApi::new(agent.clone()), tls::peer_interceptor(peers));
         let server = Server::builder()
             .tls_config(tls)
             .context("bad TLS config")?
@@ -57,7 +65,11 @@ pub async fn serve(agent: Arc<Agent>) -> anyhow::Result<()> {
             .add_service(svc)
             .serve_with_shutdown(addr, stopped());
         tracing::info!(%addr, "peer API listening (mutual TLS)");
-        tasks.spawn(async move { server.await.with_context(|| format!("peer API on {addr} failed")) });
+        tasks.spawn(async move {
+            server
+                .await
+                .with_context(|| format!("peer API on {addr} failed"))
+        });
     }
 
     if let Some(addr) = agent.config.metrics_listen {
@@ -68,7 +80,11 @@ pub async fn serve(agent: Arc<Agent>) -> anyhow::Result<()> {
         };
         tracing::info!(%addr, "metrics listening");
         let stop = stopped();
-        tasks.spawn(async move { crate::metrics::serve(addr, render, stop).await.with_context(|| format!("metrics on {addr} failed")) });
+        tasks.spawn(async move {
+            crate::metrics::serve(addr, render, stop)
+                .await
+                .with_context(|| format!("metrics on {addr} failed"))
+        });
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -114,7 +130,11 @@ fn refresh_container_gauges(agent: &Agent) {
         counts.insert(s, 0i64);
     }
     for rec in agent.catalog.containers().unwrap_or_default() {
-        let status = agent.runtime.load(&rec.id).map(|c| c.status().as_str()).unwrap_or("stopped");
+        let status = agent
+            .runtime
+            .load(&rec.id)
+            .map(|c| c.status().as_str())
+            .unwrap_or("stopped");
         *counts.entry(status).or_default() += 1;
     }
     for (status, n) in counts {

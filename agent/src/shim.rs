@@ -94,9 +94,17 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Starts a shim for `spec` and waits for its report. Returns the shim's report.
-pub fn spawn(agent_exe: &Path, spec: &ShimSpec, shim_log: &Path, timeout: Duration) -> std::io::Result<ShimStarted> {
+pub fn spawn(
+    agent_exe: &Path,
+    spec: &ShimSpec,
+    shim_log: &Path,
+    timeout: Duration,
+) -> std::io::Result<ShimStarted> {
     use std::os::unix::process::CommandExt;
-    let stderr = OpenOptions::new().create(true).append(true).open(shim_log)?;
+    let stderr = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(shim_log)?;
     let mut child = Command::new(agent_exe)
         .arg("shim")
         .arg(serde_json::to_string(spec).map_err(std::io::Error::other)?)
@@ -106,7 +114,10 @@ pub fn spawn(agent_exe: &Path, spec: &ShimSpec, shim_log: &Path, timeout: Durati
         // Its own process group: signals to the agent's group do not reach containers.
         .process_group(0)
         .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("shim stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("shim stdout"))?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -123,7 +134,9 @@ pub fn spawn(agent_exe: &Path, spec: &ShimSpec, shim_log: &Path, timeout: Durati
     if line.trim().is_empty() {
         let tail = fs::read_to_string(shim_log).unwrap_or_default();
         let last = tail.lines().last().unwrap_or("no output").to_string();
-        return Err(std::io::Error::other(format!("shim exited without answering: {last}")));
+        return Err(std::io::Error::other(format!(
+            "shim exited without answering: {last}"
+        )));
     }
     serde_json::from_str(&line).map_err(std::io::Error::other)
 }
@@ -140,26 +153,52 @@ pub fn main(spec_json: &str) -> ! {
     let _ = fs::remove_file(&spec.exit_file);
     let started = start(&spec);
     let report = match &started {
-        Ok((c, _, restore_ms)) => ShimStarted { pid: Some(c.pid()), error: None, restore_ms: *restore_ms },
-        Err(e) => ShimStarted { pid: None, error: Some(e.clone()), restore_ms: None },
+        Ok((c, _, restore_ms)) => ShimStarted {
+            pid: Some(c.pid()),
+            error: None,
+            restore_ms: *restore_ms,
+        },
+        Err(e) => ShimStarted {
+            pid: None,
+            error: Some(e.clone()),
+            restore_ms: None,
+        },
     };
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "{}", serde_json::to_string(&report).unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&report).unwrap_or_default()
+    );
     let _ = out.flush();
     let Ok((container, stdio, _)) = started else {
         std::process::exit(1);
     };
-    let log = Arc::new(Mutex::new(LogWriter::open(&spec.log, spec.log_max_bytes, spec.log_keep)));
-    let pumps: Vec<_> = [stdio.stdout, stdio.stderr].into_iter().flatten().map(|fd| pump(fd, log.clone())).collect();
+    let log = Arc::new(Mutex::new(LogWriter::open(
+        &spec.log,
+        spec.log_max_bytes,
+        spec.log_keep,
+    )));
+    let pumps: Vec<_> = [stdio.stdout, stdio.stderr]
+        .into_iter()
+        .flatten()
+        .map(|fd| pump(fd, log.clone()))
+        .collect();
     drop(stdio.stdin);
     let code = container.wait().unwrap_or(-1);
     let record = ExitRecord {
         exit_code: code,
-        finished_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+        finished_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
     };
     let tmp = spec.exit_file.with_extension("exit.tmp");
     let data = serde_json::to_vec(&record).unwrap_or_default();
-    if fs::write(&tmp, data).and_then(|()| fs::rename(&tmp, &spec.exit_file)).is_err() {
+    if fs::write(&tmp, data)
+        .and_then(|()| fs::rename(&tmp, &spec.exit_file))
+        .is_err()
+    {
         eprintln!("shim: cannot write {}", spec.exit_file.display());
     }
     // Give the pumps a moment to drain what init wrote last.
@@ -183,7 +222,9 @@ fn start(spec: &ShimSpec) -> Result<Started, String> {
         .with_cgroup_parent(spec.cgroup_parent.clone());
     match &spec.action {
         ShimAction::Create { bundle } => {
-            let (c, stdio) = rt.create(&spec.id, bundle, runtime::CreateOpts::default()).map_err(|e| chain(&e))?;
+            let (c, stdio) = rt
+                .create(&spec.id, bundle, runtime::CreateOpts::default())
+                .map_err(|e| chain(&e))?;
             if let Err(e) = c.start() {
                 let msg = chain(&e);
                 let _ = c.delete(true);
@@ -192,8 +233,13 @@ fn start(spec: &ShimSpec) -> Result<Started, String> {
             Ok((c, stdio, None))
         }
         ShimAction::Restore { checkpoint, netns } => {
-            let opts = runtime::RestoreOpts { netns: netns.clone(), ..Default::default() };
-            let (c, stdio, restored) = rt.restore(checkpoint, &spec.id, opts).map_err(|e| chain(&e))?;
+            let opts = runtime::RestoreOpts {
+                netns: netns.clone(),
+                ..Default::default()
+            };
+            let (c, stdio, restored) = rt
+                .restore(checkpoint, &spec.id, opts)
+                .map_err(|e| chain(&e))?;
             Ok((c, stdio, Some(restored.restore_time.as_millis() as u64)))
         }
     }
@@ -229,8 +275,18 @@ impl LogWriter {
     /// Opens (appending to) `path`.
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> LogWriter {
         let file = OpenOptions::new().create(true).append(true).open(path).ok();
-        let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
-        LogWriter { path: path.to_path_buf(), file, size, max_bytes, keep }
+        let size = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        LogWriter {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_bytes,
+            keep,
+        }
     }
 
     /// Appends `data`, rotating first when it would pass the limit.
@@ -261,7 +317,11 @@ impl LogWriter {
             }
             let _ = fs::rename(&self.path, name(1));
         }
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path).ok();
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .ok();
         self.size = 0;
     }
 }
@@ -292,7 +352,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.exit");
         assert_eq!(ExitRecord::read(&p), None);
-        let r = ExitRecord { exit_code: 137, finished_unix: 5 };
+        let r = ExitRecord {
+            exit_code: 137,
+            finished_unix: 5,
+        };
         fs::write(&p, serde_json::to_vec(&r).unwrap()).unwrap();
         assert_eq!(ExitRecord::read(&p), Some(r));
     }

@@ -18,7 +18,11 @@ pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
-    assert!(path.is_file(), "{} is missing; build it with `cargo build --workspace --bins` (deploy/test.sh does)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing; build it with `cargo build --workspace --bins` (deploy/test.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -43,7 +47,10 @@ impl TestAgent {
     pub fn start(node: &str, extra: &str) -> TestAgent {
         crate::prereq::require_runtime();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = tempfile::Builder::new().prefix("migrate-agent-").tempdir_in("/run").expect("agent dir");
+        let dir = tempfile::Builder::new()
+            .prefix("migrate-agent-")
+            .tempdir_in("/run")
+            .expect("agent dir");
         let state_dir = dir.path().join("state");
         let socket = dir.path().join("agent.sock");
         let cgroup_parent = format!("/migrate-test-agent-{}-{n}", std::process::id());
@@ -54,14 +61,26 @@ impl TestAgent {
             socket.display()
         );
         std::fs::write(&config, text).expect("write config");
-        let mut agent = TestAgent { node: node.into(), config, socket, state_dir, cgroup_parent, dir, child: None };
+        let mut agent = TestAgent {
+            node: node.into(),
+            config,
+            socket,
+            state_dir,
+            cgroup_parent,
+            dir,
+            child: None,
+        };
         agent.restart();
         agent
     }
 
     /// (Re)starts the agent process and waits for its socket.
     pub fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent.log")).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("log");
         let child = Command::new(binary("migrate-agent"))
             .arg("--config")
             .arg(&self.config)
@@ -93,7 +112,10 @@ impl TestAgent {
     /// SIGTERMs the agent and waits for it to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("agent running");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         c.wait().expect("wait agent")
     }
 
@@ -129,7 +151,9 @@ impl TestAgent {
 
     /// The runtime's state root of this agent.
     pub fn runtime(&self) -> runtime::Runtime {
-        runtime::Runtime::new(self.state_dir.join("containers")).expect("runtime").with_cgroup_parent(self.cgroup_parent.clone())
+        runtime::Runtime::new(self.state_dir.join("containers"))
+            .expect("runtime")
+            .with_cgroup_parent(self.cgroup_parent.clone())
     }
 }
 

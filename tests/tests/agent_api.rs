@@ -16,7 +16,11 @@ async fn client(agent: &TestAgent) -> AgentClient<Channel> {
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
         }))
         .await
         .expect("connect to agent");
@@ -39,31 +43,95 @@ async fn checkpoint_and_restore_stream_events_and_journal() {
     migrate_tests::prereq::require_criu();
     let agent = TestAgent::start("host1", "");
     let mut c = client(&agent).await;
-    let b = TestBundle::busybox(&["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; usleep 50000; done"]);
-    let run = c.run(RunRequest { id: "web".into(), bundle: b.path().display().to_string(), restart: 0 }).await.expect("run").into_inner();
+    let b = TestBundle::busybox(&[
+        "sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo $i; usleep 50000; done",
+    ]);
+    let run = c
+        .run(RunRequest {
+            id: "web".into(),
+            bundle: b.path().display().to_string(),
+            restart: 0,
+        })
+        .await
+        .expect("run")
+        .into_inner();
     assert_eq!(run.status, ContainerStatus::Running as i32);
-    let ck = c.checkpoint(CheckpointRequest { id: "web".into(), leave_running: false, tcp_established: false }).await.expect("checkpoint").into_inner();
+    let ck = c
+        .checkpoint(CheckpointRequest {
+            id: "web".into(),
+            leave_running: false,
+            tcp_established: false,
+        })
+        .await
+        .expect("checkpoint")
+        .into_inner();
     let (phases, done) = last_event(ck).await;
     assert!(done.success, "checkpoint failed: {}", done.error);
-    assert!(phases.contains(&"dump".to_string()) && phases.contains(&"commit".to_string()), "{phases:?}");
+    assert!(
+        phases.contains(&"dump".to_string()) && phases.contains(&"commit".to_string()),
+        "{phases:?}"
+    );
     let ckpt = done.checkpoint.expect("checkpoint result");
     assert!(ckpt.size_bytes > 0);
     let op_id = done.operation.expect("operation").operation_id;
-    let after = c.inspect(ContainerRef { id: "web".into() }).await.unwrap().into_inner();
+    let after = c
+        .inspect(ContainerRef { id: "web".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(after.status, ContainerStatus::Stopped as i32);
     // A watcher that arrives late still sees the whole history.
-    let (replayed, again) = last_event(c.watch_operation(OperationRef { operation_id: op_id.clone() }).await.unwrap().into_inner()).await;
-    assert!(again.success && replayed.len() == phases.len(), "{replayed:?} vs {phases:?}");
-    let rs = c.restore(RestoreRequest { checkpoint_id: String::new(), id: "web".into() }).await.expect("restore").into_inner();
+    let (replayed, again) = last_event(
+        c.watch_operation(OperationRef {
+            operation_id: op_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner(),
+    )
+    .await;
+    assert!(
+        again.success && replayed.len() == phases.len(),
+        "{replayed:?} vs {phases:?}"
+    );
+    let rs = c
+        .restore(RestoreRequest {
+            checkpoint_id: String::new(),
+            id: "web".into(),
+        })
+        .await
+        .expect("restore")
+        .into_inner();
     let (_, done) = last_event(rs).await;
     assert!(done.success, "restore failed: {}", done.error);
     let restored = done.container.expect("container");
     assert_eq!(restored.status, ContainerStatus::Running as i32);
-    let ops = c.list_operations(ListOperationsRequest { limit: 10 }).await.unwrap().into_inner().operations;
-    assert_eq!(ops.iter().map(|o| (o.kind.as_str(), o.state.as_str())).collect::<Vec<_>>(), [("restore", "succeeded"), ("checkpoint", "succeeded")]);
+    let ops = c
+        .list_operations(ListOperationsRequest { limit: 10 })
+        .await
+        .unwrap()
+        .into_inner()
+        .operations;
+    assert_eq!(
+        ops.iter()
+            .map(|o| (o.kind.as_str(), o.state.as_str()))
+            .collect::<Vec<_>>(),
+        [("restore", "succeeded"), ("checkpoint", "succeeded")]
+    );
     // The counter continued: the log's numbers go on past the checkpoint without restarting at 1.
     let logs = || async {
-        let mut s = c.clone().logs(LogsRequest { id: "web".into(), follow: false, tail: 0 }).await.unwrap().into_inner();
+        let mut s = c
+            .clone()
+            .logs(LogsRequest {
+                id: "web".into(),
+                follow: false,
+                tail: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
         let mut out = Vec::new();
         while let Some(ch) = s.message().await.unwrap() {
             out.extend(ch.data);
@@ -73,10 +141,20 @@ async fn checkpoint_and_restore_stream_events_and_journal() {
     let n_before = logs().await.lines().count();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let text = logs().await;
-    assert!(text.lines().count() > n_before, "logs did not continue after restore");
+    assert!(
+        text.lines().count() > n_before,
+        "logs did not continue after restore"
+    );
     for (i, line) in text.lines().enumerate() {
         assert_eq!(line, (i + 1).to_string(), "log line {} is {line}", i + 1);
     }
-    c.remove(RemoveRequest { id: "web".into(), force: true }).await.unwrap();
-    wait_for("container gone", Duration::from_secs(10), || agent.runtime().list().ok().filter(|l| l.is_empty()));
+    c.remove(RemoveRequest {
+        id: "web".into(),
+        force: true,
+    })
+    .await
+    .unwrap();
+    wait_for("container gone", Duration::from_secs(10), || {
+        agent.runtime().list().ok().filter(|l| l.is_empty())
+    });
 }

@@ -51,16 +51,26 @@ pub const LATEST: i64 = STEPS.len() as i64;
 
 /// Brings the database to [`LATEST`], refusing one from a newer agent.
 pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), CatalogError> {
-    let err = |source| CatalogError::Open { path: path.to_string(), source };
-    let mut version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+    let err = |source| CatalogError::Open {
+        path: path.to_string(),
+        source,
+    };
+    let mut version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
     if version > LATEST {
-        return Err(CatalogError::TooNew { path: path.to_string(), found: version, supported: LATEST });
+        return Err(CatalogError::TooNew {
+            path: path.to_string(),
+            found: version,
+            supported: LATEST,
+        });
     }
     while version < LATEST {
         let tx = conn.transaction().map_err(err)?;
         tx.execute_batch(STEPS[version as usize]).map_err(err)?;
         version += 1;
-        tx.pragma_update(None, "user_version", version).map_err(err)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(err)?;
         tx.commit().map_err(err)?;
     }
     Ok(())

@@ -28,7 +28,11 @@ pub enum CatalogError {
     },
     /// The database was written by a newer agent.
     #[error("catalog {path} has schema version {found}, newer than this agent's {supported}")]
-    TooNew { path: String, found: i64, supported: i64 },
+    TooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
 }
 
 type Result<T> = std::result::Result<T, CatalogError>;
@@ -173,13 +177,21 @@ impl Catalog {
     /// Opens (creating) the database at `path` and migrates it to the current schema.
     pub fn open(path: &Path) -> Result<Catalog> {
         let name = path.display().to_string();
-        let open_err = |source| CatalogError::Open { path: name.clone(), source };
+        let open_err = |source| CatalogError::Open {
+            path: name.clone(),
+            source,
+        };
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
         migrations::migrate(&mut conn, &name)?;
-        Ok(Catalog { conn: Mutex::new(conn) })
+        Ok(Catalog {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -188,7 +200,9 @@ impl Catalog {
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64> {
-        self.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(q("read schema version"))
+        self.conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(q("read schema version"))
     }
 
     /// Inserts or replaces a container.
@@ -206,7 +220,11 @@ impl Catalog {
     /// One container.
     pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>> {
         self.conn()
-            .query_row("SELECT * FROM containers WHERE id = ?1", [id], ContainerRecord::from_row)
+            .query_row(
+                "SELECT * FROM containers WHERE id = ?1",
+                [id],
+                ContainerRecord::from_row,
+            )
             .optional()
             .map_err(q("read container"))
     }
@@ -214,14 +232,22 @@ impl Catalog {
     /// Every container, by id.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT * FROM containers ORDER BY id").map_err(q("list containers"))?;
-        let rows = stmt.query_map([], ContainerRecord::from_row).map_err(q("list containers"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(q("list containers"))
+        let mut stmt = conn
+            .prepare("SELECT * FROM containers ORDER BY id")
+            .map_err(q("list containers"))?;
+        let rows = stmt
+            .query_map([], ContainerRecord::from_row)
+            .map_err(q("list containers"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(q("list containers"))
     }
 
     /// Removes a container.
     pub fn delete_container(&self, id: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM containers WHERE id = ?1", [id]).map(|_| ()).map_err(q("delete container"))
+        self.conn()
+            .execute("DELETE FROM containers WHERE id = ?1", [id])
+            .map(|_| ())
+            .map_err(q("delete container"))
     }
 
     /// Records a checkpoint.
@@ -258,7 +284,8 @@ impl Catalog {
                 })
             })
             .map_err(q("list checkpoints"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(q("list checkpoints"))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(q("list checkpoints"))
     }
 
     /// Records or updates an operation.
@@ -279,14 +306,21 @@ impl Catalog {
         let mut stmt = conn
             .prepare("SELECT * FROM operations ORDER BY started_unix_ms DESC, rowid DESC LIMIT ?1")
             .map_err(q("list operations"))?;
-        let rows = stmt.query_map([limit], Self::operation_row).map_err(q("list operations"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(q("list operations"))
+        let rows = stmt
+            .query_map([limit], Self::operation_row)
+            .map_err(q("list operations"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(q("list operations"))
     }
 
     /// One operation.
     pub fn operation(&self, id: &str) -> Result<Option<OperationRecord>> {
         self.conn()
-            .query_row("SELECT * FROM operations WHERE id = ?1", [id], Self::operation_row)
+            .query_row(
+                "SELECT * FROM operations WHERE id = ?1",
+                [id],
+                Self::operation_row,
+            )
             .optional()
             .map_err(q("read operation"))
     }
@@ -330,7 +364,8 @@ impl Catalog {
                 })
             })
             .map_err(q("read journal"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(q("read journal"))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(q("read journal"))
     }
 
     /// Marks operations left `running` by a previous agent process as failed.
@@ -377,7 +412,10 @@ mod tests {
         let c = Catalog::open(&path).unwrap();
         assert_eq!(c.schema_version().unwrap(), migrations::LATEST);
         let all = c.containers().unwrap();
-        assert_eq!(all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(all[0].exit_code, Some(3));
         assert_eq!(all[0].restart, Restart::Always);
         c.delete_container("a").unwrap();
@@ -400,9 +438,22 @@ mod tests {
         };
         c.put_operation(&op).unwrap();
         for step in ["freeze", "dump"] {
-            c.journal(&JournalEntry { operation_id: "op1".into(), step: step.into(), detail: "x".into(), unix_ms: 11 }).unwrap();
+            c.journal(&JournalEntry {
+                operation_id: "op1".into(),
+                step: step.into(),
+                detail: "x".into(),
+                unix_ms: 11,
+            })
+            .unwrap();
         }
-        assert_eq!(c.journal_of("op1").unwrap().iter().map(|e| e.step.as_str()).collect::<Vec<_>>(), ["freeze", "dump"]);
+        assert_eq!(
+            c.journal_of("op1")
+                .unwrap()
+                .iter()
+                .map(|e| e.step.as_str())
+                .collect::<Vec<_>>(),
+            ["freeze", "dump"]
+        );
         assert_eq!(c.fail_interrupted_operations(99).unwrap(), 1);
         let got = c.operation("op1").unwrap().unwrap();
         assert_eq!((got.state.as_str(), got.finished_unix_ms), ("failed", 99));
@@ -426,7 +477,12 @@ mod tests {
             })
             .unwrap();
         }
-        let web: Vec<_> = c.checkpoints(Some("web")).unwrap().into_iter().map(|r| r.id).collect();
+        let web: Vec<_> = c
+            .checkpoints(Some("web"))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(web, ["c3", "c1"]);
         assert_eq!(c.checkpoints(None).unwrap().len(), 3);
     }
@@ -435,7 +491,10 @@ mod tests {
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        Connection::open(&path).unwrap().pragma_update(None, "user_version", 999).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 999)
+            .unwrap();
         let err = Catalog::open(&path).err().unwrap().to_string();
         assert!(err.contains("schema version 999"), "{err}");
     }

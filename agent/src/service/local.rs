@@ -29,7 +29,11 @@ impl LocalApi {
     }
 
     /// Runs a blocking daemon call off the async threads.
-    async fn blocking<T: Send + 'static>(&self, method: &str, f: impl FnOnce(Arc<Agent>) -> Result<T, AgentError> + Send + 'static) -> Result<Response<T>, Status> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        method: &str,
+        f: impl FnOnce(Arc<Agent>) -> Result<T, AgentError> + Send + 'static,
+    ) -> Result<Response<T>, Status> {
         self.agent.metrics.rpcs.with_label_values(&[method]).inc();
         let agent = self.agent.clone();
         let r = tokio::task::spawn_blocking(move || f(agent))
@@ -42,7 +46,11 @@ impl LocalApi {
     }
 
     fn watch_stream(&self, op_id: &str) -> Result<EventStream, Status> {
-        let (history, rx) = self.agent.ops.watch(op_id).ok_or_else(|| Status::not_found(format!("operation {op_id} does not exist")))?;
+        let (history, rx) = self
+            .agent
+            .ops
+            .watch(op_id)
+            .ok_or_else(|| Status::not_found(format!("operation {op_id} does not exist")))?;
         let (tx, out) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             let mut ended = false;
@@ -71,12 +79,24 @@ impl LocalApi {
 impl AgentApi for LocalApi {
     async fn run(&self, req: Request<RunRequest>) -> Result<Response<Container>, Status> {
         let r = req.into_inner();
-        self.blocking("run", move |a| a.run(&r.id, &PathBuf::from(&r.bundle), restart_from_proto(r.restart))).await
+        self.blocking("run", move |a| {
+            a.run(
+                &r.id,
+                &PathBuf::from(&r.bundle),
+                restart_from_proto(r.restart),
+            )
+        })
+        .await
     }
 
     async fn list(&self, _: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         self.blocking("list", |a| {
-            let containers = a.catalog.containers()?.iter().map(|r| a.describe(r)).collect();
+            let containers = a
+                .catalog
+                .containers()?
+                .iter()
+                .map(|r| a.describe(r))
+                .collect();
             Ok(ListResponse { containers })
         })
         .await
@@ -84,7 +104,8 @@ impl AgentApi for LocalApi {
 
     async fn inspect(&self, req: Request<ContainerRef>) -> Result<Response<Container>, Status> {
         let id = req.into_inner().id;
-        self.blocking("inspect", move |a| Ok(a.describe(&a.record(&id)?))).await
+        self.blocking("inspect", move |a| Ok(a.describe(&a.record(&id)?)))
+            .await
     }
 
     type LogsStream = LogStream;
@@ -100,7 +121,13 @@ impl AgentApi for LocalApi {
             let mut offset = 0u64;
             let data = tokio::fs::read(&path).await.unwrap_or_default();
             let start = tail_start(&data, r.tail as usize);
-            if tx.send(Ok(LogChunk { data: data[start..].to_vec() })).await.is_err() {
+            if tx
+                .send(Ok(LogChunk {
+                    data: data[start..].to_vec(),
+                }))
+                .await
+                .is_err()
+            {
                 return;
             }
             offset += data.len() as u64;
@@ -112,7 +139,9 @@ impl AgentApi for LocalApi {
                 if agent.catalog.container(&r.id).ok().flatten().is_none() {
                     return;
                 }
-                let Ok(mut f) = tokio::fs::File::open(&path).await else { continue };
+                let Ok(mut f) = tokio::fs::File::open(&path).await else {
+                    continue;
+                };
                 let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
                 if len < offset {
                     offset = 0; // rotated
@@ -121,7 +150,9 @@ impl AgentApi for LocalApi {
                     continue;
                 }
                 let mut buf = Vec::with_capacity((len - offset) as usize);
-                if f.seek(std::io::SeekFrom::Start(offset)).await.is_err() || f.read_to_end(&mut buf).await.is_err() {
+                if f.seek(std::io::SeekFrom::Start(offset)).await.is_err()
+                    || f.read_to_end(&mut buf).await.is_err()
+                {
                     continue;
                 }
                 offset += buf.len() as u64;
@@ -130,28 +161,42 @@ impl AgentApi for LocalApi {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
     }
 
     async fn exec(&self, req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
         let r = req.into_inner();
-        self.blocking("exec", move |a| a.exec(&r.id, r.args, r.env)).await
+        self.blocking("exec", move |a| a.exec(&r.id, r.args, r.env))
+            .await
     }
 
     async fn stop(&self, req: Request<StopRequest>) -> Result<Response<Container>, Status> {
         let r = req.into_inner();
-        let timeout = Duration::from_secs(if r.timeout_secs == 0 { 10 } else { r.timeout_secs as u64 });
+        let timeout = Duration::from_secs(if r.timeout_secs == 0 {
+            10
+        } else {
+            r.timeout_secs as u64
+        });
         self.blocking("stop", move |a| a.stop(&r.id, timeout)).await
     }
 
     async fn kill(&self, req: Request<KillRequest>) -> Result<Response<Container>, Status> {
         let r = req.into_inner();
-        self.blocking("kill", move |a| a.kill(&r.id, &r.signal, r.all)).await
+        self.blocking("kill", move |a| a.kill(&r.id, &r.signal, r.all))
+            .await
     }
 
-    async fn remove(&self, req: Request<RemoveRequest>) -> Result<Response<RemoveResponse>, Status> {
+    async fn remove(
+        &self,
+        req: Request<RemoveRequest>,
+    ) -> Result<Response<RemoveResponse>, Status> {
         let r = req.into_inner();
-        self.blocking("remove", move |a| a.remove(&r.id, r.force).map(|()| RemoveResponse {})).await
+        self.blocking("remove", move |a| {
+            a.remove(&r.id, r.force).map(|()| RemoveResponse {})
+        })
+        .await
     }
 
     async fn pause(&self, req: Request<ContainerRef>) -> Result<Response<Container>, Status> {
@@ -166,9 +211,16 @@ impl AgentApi for LocalApi {
 
     type CheckpointStream = EventStream;
 
-    async fn checkpoint(&self, req: Request<CheckpointRequest>) -> Result<Response<EventStream>, Status> {
+    async fn checkpoint(
+        &self,
+        req: Request<CheckpointRequest>,
+    ) -> Result<Response<EventStream>, Status> {
         let r = req.into_inner();
-        self.agent.metrics.rpcs.with_label_values(&["checkpoint"]).inc();
+        self.agent
+            .metrics
+            .rpcs
+            .with_label_values(&["checkpoint"])
+            .inc();
         self.agent.record(&r.id).map_err(Status::from)?;
         let op = self.agent.ops.start("checkpoint", &r.id);
         let stream = self.watch_stream(op.id())?;
@@ -184,7 +236,11 @@ impl AgentApi for LocalApi {
 
     async fn restore(&self, req: Request<RestoreRequest>) -> Result<Response<EventStream>, Status> {
         let r = req.into_inner();
-        self.agent.metrics.rpcs.with_label_values(&["restore"]).inc();
+        self.agent
+            .metrics
+            .rpcs
+            .with_label_values(&["restore"])
+            .inc();
         runtime::id::validate_id(&r.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let op = self.agent.ops.start("restore", &r.id);
         let stream = self.watch_stream(op.id())?;
@@ -196,23 +252,39 @@ impl AgentApi for LocalApi {
         Ok(Response::new(stream))
     }
 
-    async fn list_checkpoints(&self, req: Request<ListCheckpointsRequest>) -> Result<Response<ListCheckpointsResponse>, Status> {
+    async fn list_checkpoints(
+        &self,
+        req: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
         let r = req.into_inner();
         self.blocking("list_checkpoints", move |a| {
             let filter = (!r.container_id.is_empty()).then_some(r.container_id.as_str());
-            let checkpoints = a.catalog.checkpoints(filter)?.iter().map(checkpoint_to_proto).collect();
+            let checkpoints = a
+                .catalog
+                .checkpoints(filter)?
+                .iter()
+                .map(checkpoint_to_proto)
+                .collect();
             Ok(ListCheckpointsResponse { checkpoints })
         })
         .await
     }
 
-    async fn list_operations(&self, req: Request<ListOperationsRequest>) -> Result<Response<ListOperationsResponse>, Status> {
+    async fn list_operations(
+        &self,
+        req: Request<ListOperationsRequest>,
+    ) -> Result<Response<ListOperationsResponse>, Status> {
         let limit = match req.into_inner().limit {
             0 => 50,
             n => n,
         };
         self.blocking("list_operations", move |a| {
-            let operations = a.catalog.operations(limit)?.iter().map(crate::ops::to_proto).collect();
+            let operations = a
+                .catalog
+                .operations(limit)?
+                .iter()
+                .map(crate::ops::to_proto)
+                .collect();
             Ok(ListOperationsResponse { operations })
         })
         .await
@@ -220,7 +292,10 @@ impl AgentApi for LocalApi {
 
     type WatchOperationStream = EventStream;
 
-    async fn watch_operation(&self, req: Request<OperationRef>) -> Result<Response<EventStream>, Status> {
+    async fn watch_operation(
+        &self,
+        req: Request<OperationRef>,
+    ) -> Result<Response<EventStream>, Status> {
         let id = req.into_inner().operation_id;
         Ok(Response::new(self.watch_stream(&id)?))
     }
@@ -231,8 +306,22 @@ impl AgentApi for LocalApi {
             let (criu_version, criu_check, criu_features) = match report {
                 Ok(r) => (
                     r.version.to_string(),
-                    if r.looks_good { "Looks good.".to_string() } else { r.check_output.lines().last().unwrap_or("criu check failed").to_string() },
-                    r.features.iter().map(|f| Feature { name: f.name.clone(), supported: f.supported }).collect(),
+                    if r.looks_good {
+                        "Looks good.".to_string()
+                    } else {
+                        r.check_output
+                            .lines()
+                            .last()
+                            .unwrap_or("criu check failed")
+                            .to_string()
+                    },
+                    r.features
+                        .iter()
+                        .map(|f| Feature {
+                            name: f.name.clone(),
+                            supported: f.supported,
+                        })
+                        .collect(),
                 ),
                 Err(e) => (String::new(), e.clone(), Vec::new()),
             };

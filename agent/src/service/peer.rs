@@ -30,16 +30,27 @@ impl PeerApi {
 #[tonic::async_trait]
 impl Peer for PeerApi {
     async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
-        let peer = req.extensions().get::<PeerName>().map(|p| p.0.clone()).unwrap_or_default();
+        let peer = req
+            .extensions()
+            .get::<PeerName>()
+            .map(|p| p.0.clone())
+            .unwrap_or_default();
         let claimed = req.into_inner().node;
         if !claimed.is_empty() && claimed != peer {
-            return Err(Status::permission_denied(format!("peer certificate names {peer}, but the request says {claimed}")));
+            return Err(Status::permission_denied(format!(
+                "peer certificate names {peer}, but the request says {claimed}"
+            )));
         }
         tracing::info!(peer = %peer, "hello from peer");
         let a = self.agent.clone();
-        let criu_version = tokio::task::spawn_blocking(move || a.criu_report().as_ref().map(|r| r.version.to_string()).unwrap_or_default())
-            .await
-            .unwrap_or_default();
+        let criu_version = tokio::task::spawn_blocking(move || {
+            a.criu_report()
+                .as_ref()
+                .map(|r| r.version.to_string())
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
         Ok(Response::new(HelloResponse {
             node: self.agent.config.node.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -55,8 +66,23 @@ pub async fn probe(agent: &Agent, name: &str, address: &str) -> Host {
     let result = hello(agent, name, address).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(r) => Host { name: name.into(), address: address.into(), reachable: true, detail: format!("agent {} criu {} kernel {}", r.version, r.criu_version, r.kernel), latency_ms },
-        Err(e) => Host { name: name.into(), address: address.into(), reachable: false, detail: e, latency_ms },
+        Ok(r) => Host {
+            name: name.into(),
+            address: address.into(),
+            reachable: true,
+            detail: format!(
+                "agent {} criu {} kernel {}",
+                r.version, r.criu_version, r.kernel
+            ),
+            latency_ms,
+        },
+        Err(e) => Host {
+            name: name.into(),
+            address: address.into(),
+            reachable: false,
+            detail: e,
+            latency_ms,
+        },
     }
 }
 
@@ -69,12 +95,23 @@ async fn hello(agent: &Agent, name: &str, address: &str) -> Result<HelloResponse
         .map_err(|e| crate::shim::chain(&e))?
         .connect_timeout(PROBE_TIMEOUT)
         .timeout(PROBE_TIMEOUT);
-    let channel = endpoint.connect().await.map_err(|e| crate::shim::chain(&e))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| crate::shim::chain(&e))?;
     let mut client = PeerClient::new(channel);
-    let resp = client.hello(HelloRequest { node: agent.config.node.clone() }).await.map_err(|s| crate::shim::chain(&s))?;
+    let resp = client
+        .hello(HelloRequest {
+            node: agent.config.node.clone(),
+        })
+        .await
+        .map_err(|s| crate::shim::chain(&s))?;
     let resp = resp.into_inner();
     if resp.node != name {
-        return Err(format!("peer at {address} says it is {}, not {name}", resp.node));
+        return Err(format!(
+            "peer at {address} says it is {}, not {name}",
+            resp.node
+        ));
     }
     Ok(resp)
 }

@@ -15,4 +15,5 @@ pub mod ops;
 pub mod server;
 pub mod service;
 pub mod shim;
+pub mod store;
 pub mod tls;

@@ -1,0 +1,379 @@
+//! The content-addressed chunk store: files cut into content-defined chunks, each named by its
+//! BLAKE3 hash and kept zstd-compressed, and manifests that list files → chunks with their
+//! provenance. One store serves checkpoints, moves and (later) backups.
+//!
+//! Invariants: a chunk file's content always matches its name (written to a temp file, fsynced,
+//! renamed; verified before it is accepted and again whenever it is read); a manifest becomes
+//! visible only after every chunk it names is durably stored.
+//!
+//! ```text
+//! <root>/chunks/<2 hex>/<64 hex>.zst   one chunk, zstd-compressed
+//! <root>/manifests/<id>.json           committed manifests
+//! ```
+
+mod chunker;
+mod manifest;
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use chunker::{chunk_boundaries, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+pub use manifest::{ChunkRef, FileEntry, Manifest, Provenance, MANIFEST_VERSION};
+
+/// A chunk's name: its BLAKE3 hash in lowercase hex.
+pub type Hash = String;
+
+/// zstd level for chunks: fast, still good on page images.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("store: failed to {what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A chunk's content does not match its name.
+    #[error("store: chunk {hash} is corrupt ({reason})")]
+    Corrupt { hash: Hash, reason: String },
+    /// A chunk a manifest needs is not in the store.
+    #[error("store: chunk {hash} is missing")]
+    Missing { hash: Hash },
+    /// A manifest is unreadable or invalid.
+    #[error("store: invalid manifest {id}: {reason}")]
+    BadManifest { id: String, reason: String },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Hash of `data` as hex.
+pub fn hash(data: &[u8]) -> Hash {
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// Compresses a chunk for storage or the wire.
+pub fn compress(data: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(data, ZSTD_LEVEL).expect("zstd compression of an in-memory buffer")
+}
+
+/// Decompresses a chunk and checks it against `expect` (its hash) and `size`.
+pub fn verify(expect: &str, size: u64, compressed: &[u8]) -> Result<Vec<u8>> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        hash: expect.to_string(),
+        reason,
+    };
+    if size > MAX_CHUNK as u64 * 2 {
+        return Err(corrupt(format!(
+            "claimed size {size} is larger than any chunk"
+        )));
+    }
+    let data = zstd::bulk::decompress(compressed, size as usize)
+        .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
+    if data.len() as u64 != size {
+        return Err(corrupt(format!("{} bytes, expected {size}", data.len())));
+    }
+    let got = hash(&data);
+    if got != expect {
+        return Err(corrupt(format!("content hashes to {got}")));
+    }
+    Ok(data)
+}
+
+/// A chunk store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating) the store at `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        for d in ["chunks", "manifests", "tmp"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io("create", &p))?;
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn chunk_path(&self, hash: &str) -> PathBuf {
+        let prefix = hash.get(..2).unwrap_or("xx");
+        self.root
+            .join("chunks")
+            .join(prefix)
+            .join(format!("{hash}.zst"))
+    }
+
+    fn manifest_path(&self, id: &str) -> PathBuf {
+        self.root.join("manifests").join(format!("{id}.json"))
+    }
+
+    /// Whether the store holds chunk `hash`.
+    pub fn has(&self, hash: &str) -> bool {
+        valid_hash(hash) && self.chunk_path(hash).is_file()
+    }
+
+    /// Stores a compressed chunk after verifying it against its hash and size. Idempotent.
+    pub fn put_compressed(&self, hash: &str, size: u64, compressed: &[u8]) -> Result<()> {
+        if !valid_hash(hash) {
+            return Err(StoreError::Corrupt {
+                hash: hash.chars().take(80).collect(),
+                reason: "not a BLAKE3 hex hash".into(),
+            });
+        }
+        if self.has(hash) {
+            return Ok(());
+        }
+        verify(hash, size, compressed)?;
+        self.write_atomic(&self.chunk_path(hash), compressed)
+    }
+
+    /// Stores raw data as a chunk; returns its reference and whether it was new.
+    pub fn put(&self, data: &[u8]) -> Result<(ChunkRef, bool)> {
+        let h = hash(data);
+        let r = ChunkRef {
+            hash: h.clone(),
+            size: data.len() as u64,
+        };
+        if self.has(&h) {
+            return Ok((r, false));
+        }
+        self.write_atomic(&self.chunk_path(&h), &compress(data))?;
+        Ok((r, true))
+    }
+
+    /// The compressed bytes of a chunk (verified).
+    pub fn read_compressed(&self, r: &ChunkRef) -> Result<Vec<u8>> {
+        let path = self.chunk_path(&r.hash);
+        let mut buf = Vec::new();
+        match File::open(&path) {
+            Ok(mut f) => f.read_to_end(&mut buf).map_err(io("read", &path))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    hash: r.hash.clone(),
+                })
+            }
+            Err(e) => return Err(io("open", &path)(e)),
+        };
+        verify(&r.hash, r.size, &buf)?;
+        Ok(buf)
+    }
+
+    /// The content of a chunk (verified).
+    pub fn read(&self, r: &ChunkRef) -> Result<Vec<u8>> {
+        let compressed = self.read_compressed(r)?;
+        Ok(zstd::bulk::decompress(&compressed, r.size as usize).expect("verified above"))
+    }
+
+    fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let dir = path.parent().expect("chunk paths have a parent");
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let tmp = self.root.join("tmp").join(format!(
+            "{}.{}",
+            uuid::Uuid::new_v4().simple(),
+            std::process::id()
+        ));
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(data)
+            .and_then(|()| f.sync_all())
+            .map_err(io("write", &tmp))?;
+        fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", dir))
+    }
+
+    /// Cuts every regular file under `dir` into chunks and stores them. `on_chunk` sees each
+    /// chunk (and whether it was new) as it is stored. Returns the file list, sorted by path.
+    pub fn ingest_dir(
+        &self,
+        dir: &Path,
+        mut on_chunk: impl FnMut(&ChunkRef, bool),
+    ) -> Result<Vec<FileEntry>> {
+        let mut files = Vec::new();
+        for path in walk(dir)? {
+            let rel = path
+                .strip_prefix(dir)
+                .expect("walk stays under dir")
+                .to_string_lossy()
+                .into_owned();
+            let data = fs::read(&path).map_err(io("read", &path))?;
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &fs::metadata(&path)
+                    .map_err(io("stat", &path))?
+                    .permissions(),
+            );
+            let mut chunks = Vec::new();
+            for (start, end) in chunk_boundaries(&data) {
+                let (r, new) = self.put(&data[start..end])?;
+                on_chunk(&r, new);
+                chunks.push(r);
+            }
+            files.push(FileEntry {
+                path: rel,
+                mode: mode & 0o7777,
+                size: data.len() as u64,
+                chunks,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    /// Makes `m` visible, after checking that every chunk it names is stored.
+    pub fn commit(&self, m: &Manifest) -> Result<()> {
+        m.validate().map_err(|reason| StoreError::BadManifest {
+            id: m.id.clone(),
+            reason,
+        })?;
+        for r in m.chunks() {
+            if !self.has(&r.hash) {
+                return Err(StoreError::Missing {
+                    hash: r.hash.clone(),
+                });
+            }
+        }
+        let data = serde_json::to_vec_pretty(m).expect("manifest serializes");
+        self.write_atomic(&self.manifest_path(&m.id), &data)
+    }
+
+    /// A committed manifest.
+    pub fn manifest(&self, id: &str) -> Result<Manifest> {
+        let bad = |reason: String| StoreError::BadManifest {
+            id: id.to_string(),
+            reason,
+        };
+        if !valid_id(id) {
+            return Err(bad("invalid id".into()));
+        }
+        let path = self.manifest_path(id);
+        let text =
+            fs::read(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        m.validate().map_err(bad)?;
+        Ok(m)
+    }
+
+    /// Ids of committed manifests.
+    pub fn manifest_ids(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("manifests");
+        let mut ids: Vec<String> = fs::read_dir(&dir)
+            .map_err(io("list", &dir))?
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".json")
+                    .map(str::to_string)
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Removes a manifest (its chunks stay until [`Store::gc`]).
+    pub fn remove_manifest(&self, id: &str) -> Result<()> {
+        let path = self.manifest_path(id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes the files of `m` under `dest`, verifying every chunk before it is written.
+    pub fn materialize(&self, m: &Manifest, dest: &Path) -> Result<()> {
+        fs::create_dir_all(dest).map_err(io("create", dest))?;
+        for f in &m.files {
+            let path = dest.join(&f.path);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(io("create", parent))?;
+            }
+            let mut out = File::create(&path).map_err(io("create", &path))?;
+            for r in &f.chunks {
+                out.write_all(&self.read(r)?).map_err(io("write", &path))?;
+            }
+            out.sync_all().map_err(io("sync", &path))?;
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(f.mode))
+                .map_err(io("chmod", &path))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes chunks no committed manifest references (and stale temp files). Chunks written
+    /// after `since` are kept, so a manifest being assembled concurrently loses nothing.
+    pub fn gc(&self, since: std::time::SystemTime) -> Result<(usize, u64)> {
+        let mut live = std::collections::HashSet::new();
+        for id in self.manifest_ids()? {
+            for r in self.manifest(&id)?.chunks() {
+                live.insert(r.hash.clone());
+            }
+        }
+        let (mut removed, mut bytes) = (0, 0);
+        let chunks = self.root.join("chunks");
+        for sub in fs::read_dir(&chunks)
+            .map_err(io("list", &chunks))?
+            .flatten()
+        {
+            for e in fs::read_dir(sub.path())
+                .map_err(io("list", &sub.path()))?
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let h = name.trim_end_matches(".zst");
+                let meta = e.metadata().map_err(io("stat", &e.path()))?;
+                let young = meta.modified().map(|t| t >= since).unwrap_or(true);
+                if !live.contains(h) && !young {
+                    fs::remove_file(e.path()).map_err(io("remove", &e.path()))?;
+                    removed += 1;
+                    bytes += meta.len();
+                }
+            }
+        }
+        Ok((removed, bytes))
+    }
+}
+
+fn valid_hash(h: &str) -> bool {
+    h.len() == 64
+        && h.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Manifest ids: like container ids.
+pub fn valid_id(id: &str) -> bool {
+    runtime::id::validate_id(id).is_ok() && id.len() <= 200
+}
+
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(io("list", &d))? {
+            let e = e.map_err(io("list", &d))?;
+            let t = e.file_type().map_err(io("stat", &e.path()))?;
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -82,6 +82,18 @@ pub struct Config {
     /// Other agents: name → address (`host:port`).
     #[serde(default)]
     pub peers: BTreeMap<String, String>,
+    /// Container networking.
+    #[serde(default)]
+    pub network: Option<NetworkConfig>,
+}
+
+/// How containers with an address are attached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The bridge (in the agent's network namespace) that containers' veths join. Hosts
+    /// between which containers move must share its L2 segment.
+    pub bridge: String,
 }
 
 /// Where the peer API listens.
@@ -171,6 +183,20 @@ impl Config {
                 return Err(bad(
                     &format!("peers.{name}"),
                     format!("{addr:?} is not host:port"),
+                ));
+            }
+        }
+        if let Some(net) = &self.network {
+            let ok = !net.bridge.is_empty()
+                && net.bridge.len() <= 15
+                && net
+                    .bridge
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            if !ok {
+                return Err(bad(
+                    "network.bridge",
+                    format!("{:?} is not an interface name", net.bridge),
                 ));
             }
         }

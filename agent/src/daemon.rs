@@ -60,6 +60,10 @@ pub struct Agent {
     pub host: HostInfo,
     /// `criu check` report, computed on first use.
     pub criu: OnceLock<std::result::Result<runtime::criu::CheckReport, String>>,
+    /// The chunk store (checkpoints, layers, moves).
+    pub store: crate::store::Store,
+    /// Chunks received per incoming move, to discard them if the move is aborted.
+    pub incoming: Mutex<std::collections::HashMap<String, HashSet<String>>>,
     exe: PathBuf,
     started: Instant,
     watched: Mutex<HashSet<String>>,
@@ -82,7 +86,8 @@ impl Drop for BusyGuard {
     }
 }
 
-fn now_unix() -> i64 {
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -105,6 +110,7 @@ impl Agent {
             .context("cannot open the container runtime")?
             .with_cgroup_parent(config.cgroup_parent.clone());
         let metrics = Arc::new(Metrics::new());
+        let store = crate::store::Store::open(&config.state_dir.join("store"))?;
         let ops = Operations::new(catalog.clone(), metrics.clone());
         let host = HostInfo {
             kernel: nix::sys::utsname::uname()
@@ -135,6 +141,8 @@ impl Agent {
             metrics,
             host,
             criu: OnceLock::new(),
+            store,
+            incoming: Mutex::new(std::collections::HashMap::new()),
             exe: std::env::current_exe().context("cannot find the agent's own binary")?,
             started: Instant::now(),
             watched: Mutex::new(HashSet::new()),
@@ -147,10 +155,15 @@ impl Agent {
         self.started.elapsed()
     }
 
+    /// The agent binary (for shims).
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
     fn log_path(&self, id: &str) -> PathBuf {
         self.config.logs_dir().join(format!("{id}.log"))
     }
-    fn exit_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn exit_path(&self, id: &str) -> PathBuf {
         self.config.logs_dir().join(format!("{id}.exit"))
     }
 
@@ -177,7 +190,7 @@ impl Agent {
     }
 
     /// The runtime's view of a container, if it has state.
-    fn live(&self, id: &str) -> Option<runtime::Container> {
+    pub(crate) fn live(&self, id: &str) -> Option<runtime::Container> {
         self.runtime.load(id).ok()
     }
 
@@ -221,6 +234,7 @@ impl Agent {
                 .unwrap_or_default(),
             memory_bytes: stats.as_ref().map(|s| s.memory_usage).unwrap_or(0),
             pids: stats.as_ref().map(|s| s.pids_current as u32).unwrap_or(0),
+            ip: rec.ip.clone(),
         }
     }
 
@@ -230,6 +244,7 @@ impl Agent {
         id: &str,
         bundle: &Path,
         restart: Restart,
+        ip: &str,
     ) -> Result<pb::Container> {
         runtime::id::validate_id(id).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
         let _busy = self.claim(id)?;
@@ -245,6 +260,11 @@ impl Agent {
             )));
         }
         let b = runtime::spec::Bundle::load(bundle).map_err(AgentError::from)?;
+        let mac = if ip.is_empty() {
+            String::new()
+        } else {
+            crate::network::mac_for(id, ip)
+        };
         let rec = ContainerRecord {
             id: id.to_string(),
             bundle: b.dir.display().to_string(),
@@ -253,15 +273,20 @@ impl Agent {
             exit_code: None,
             restarts: 0,
             created_unix: now_unix(),
+            ip: ip.to_string(),
+            mac,
         };
+        let netns = self.network_up(&rec, true)?;
         self.catalog.put_container(&rec)?;
         if let Err(e) = self.spawn_shim(
             id,
             ShimAction::Create {
                 bundle: b.dir.clone(),
+                netns,
             },
         ) {
             let _ = self.catalog.delete_container(id);
+            self.network_down(&rec);
             return Err(e);
         }
         tracing::info!(container.id = id, bundle = %b.dir.display(), "container started");
@@ -269,7 +294,53 @@ impl Agent {
         Ok(self.describe(&rec))
     }
 
-    fn spawn_shim(&self, id: &str, action: ShimAction) -> Result<shim::ShimStarted> {
+    /// Sets up the container's network namespace with its address, if it has one. With
+    /// `check_free`, refuses an address another host or container already answers for.
+    pub fn network_up(&self, rec: &ContainerRecord, check_free: bool) -> Result<Option<PathBuf>> {
+        if rec.ip.is_empty() {
+            return Ok(None);
+        }
+        let bridge = self.bridge().ok_or_else(|| {
+            AgentError::InvalidArgument("this agent has no [network] bridge configured, so containers cannot get an address".into())
+        })?;
+        crate::network::parse_ip(&rec.ip)
+            .map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
+        if check_free && crate::network::ip_in_use(bridge, &rec.ip) {
+            return Err(AgentError::FailedPrecondition(format!(
+                "address {} is already in use",
+                rec.ip
+            )));
+        }
+        let net = crate::network::NetSpec {
+            ip: rec.ip.clone(),
+            mac: rec.mac.clone(),
+        };
+        crate::network::setup(&self.config.node, &rec.id, bridge, &net)
+            .map(Some)
+            .map_err(|e| {
+                AgentError::Internal(format!(
+                    "cannot set up the network of {}: {}",
+                    rec.id,
+                    shim::chain(&e)
+                ))
+            })
+    }
+
+    /// Removes the container's network namespace, if it has one.
+    pub fn network_down(&self, rec: &ContainerRecord) {
+        if !rec.ip.is_empty() {
+            if let Err(e) = crate::network::teardown(&self.config.node, &rec.id) {
+                tracing::warn!(container.id = %rec.id, error = %shim::chain(&e), "cannot remove network namespace");
+            }
+        }
+    }
+
+    /// The bridge containers join, if configured.
+    pub fn bridge(&self) -> Option<&str> {
+        self.config.network.as_ref().map(|n| n.bridge.as_str())
+    }
+
+    pub(crate) fn spawn_shim(&self, id: &str, action: ShimAction) -> Result<shim::ShimStarted> {
         let _ = fs::remove_file(self.exit_path(id));
         let spec = ShimSpec {
             id: id.to_string(),
@@ -369,10 +440,12 @@ impl Agent {
         if let Some(c) = self.live(id) {
             let _ = c.delete(true);
         }
+        let netns = (!rec.ip.is_empty()).then(|| crate::network::netns_path(&self.config.node, id));
         match self.spawn_shim(
             id,
             ShimAction::Create {
                 bundle: PathBuf::from(&rec.bundle),
+                netns,
             },
         ) {
             Ok(_) => {
@@ -394,9 +467,11 @@ impl Agent {
 
     /// Re-adopts every container of the catalog after a (re)start.
     pub fn adopt_all(self: &Arc<Self>) -> Result<()> {
+        let interrupted = self.catalog.running_operations()?;
         let n = self
             .catalog
             .fail_interrupted_operations(crate::ops::now_ms())?;
+        tokio::spawn(crate::moves::recover(self.clone(), interrupted));
         if n > 0 {
             tracing::warn!(
                 count = n,
@@ -492,6 +567,7 @@ impl Agent {
             self.catalog.put_container(&r)?;
             c.delete(true).map_err(AgentError::from)?;
         }
+        self.network_down(&rec);
         self.catalog.delete_container(id)?;
         for p in [
             self.log_path(id),
@@ -676,6 +752,7 @@ impl Agent {
                 ShimAction::Restore {
                     checkpoint: PathBuf::from(&ckpt.dir),
                     netns: None,
+                    bundle: None,
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -690,6 +767,8 @@ impl Agent {
                 .as_ref()
                 .map(|o| o.created_unix)
                 .unwrap_or_else(now_unix),
+            ip: old.as_ref().map(|o| o.ip.clone()).unwrap_or_default(),
+            mac: old.as_ref().map(|o| o.mac.clone()).unwrap_or_default(),
         };
         self.catalog
             .put_container(&rec)
@@ -774,7 +853,8 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         .map_err(|_| AgentError::InvalidArgument(format!("unknown signal {s}")))
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+/// Polls `f` every 20 ms until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if f() {
@@ -787,7 +867,8 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-fn dir_size(dir: &Path) -> u64 {
+/// Bytes under `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
     fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -11,6 +11,8 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod metrics;
+pub mod moves;
+pub mod network;
 pub mod ops;
 pub mod server;
 pub mod service;

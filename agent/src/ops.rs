@@ -58,6 +58,12 @@ impl Operations {
     /// Starts an operation of `kind` on `container_id`.
     pub fn start(self: &Arc<Self>, kind: &str, container_id: &str) -> OpHandle {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        self.start_with_id(&id, kind, container_id)
+    }
+
+    /// Starts an operation with a given id (the target of a move uses the source's move id).
+    pub fn start_with_id(self: &Arc<Self>, id: &str, kind: &str, container_id: &str) -> OpHandle {
+        let id = id.to_string();
         let record = OperationRecord {
             id: id.clone(),
             kind: kind.to_string(),

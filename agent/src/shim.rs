@@ -44,6 +44,8 @@ pub enum ShimAction {
     Create {
         /// Bundle directory.
         bundle: PathBuf,
+        /// Network namespace to join instead of the spec's.
+        netns: Option<PathBuf>,
     },
     /// Restore from a checkpoint directory.
     Restore {
@@ -51,6 +53,8 @@ pub enum ShimAction {
         checkpoint: PathBuf,
         /// Network namespace to restore into (default: as at checkpoint).
         netns: Option<PathBuf>,
+        /// The bundle on this host, when it moved here from elsewhere.
+        bundle: Option<PathBuf>,
     },
 }
 
@@ -221,10 +225,12 @@ fn start(spec: &ShimSpec) -> Result<Started, String> {
         .map_err(|e| chain(&e))?
         .with_cgroup_parent(spec.cgroup_parent.clone());
     match &spec.action {
-        ShimAction::Create { bundle } => {
-            let (c, stdio) = rt
-                .create(&spec.id, bundle, runtime::CreateOpts::default())
-                .map_err(|e| chain(&e))?;
+        ShimAction::Create { bundle, netns } => {
+            let opts = runtime::CreateOpts {
+                netns: netns.clone(),
+                ..Default::default()
+            };
+            let (c, stdio) = rt.create(&spec.id, bundle, opts).map_err(|e| chain(&e))?;
             if let Err(e) = c.start() {
                 let msg = chain(&e);
                 let _ = c.delete(true);
@@ -232,9 +238,14 @@ fn start(spec: &ShimSpec) -> Result<Started, String> {
             }
             Ok((c, stdio, None))
         }
-        ShimAction::Restore { checkpoint, netns } => {
+        ShimAction::Restore {
+            checkpoint,
+            netns,
+            bundle,
+        } => {
             let opts = runtime::RestoreOpts {
                 netns: netns.clone(),
+                bundle: bundle.clone(),
                 ..Default::default()
             };
             let (c, stdio, restored) = rt

@@ -9,7 +9,7 @@ use agent::certs;
 use agent::tls::{self, PeerName, TlsFiles};
 use proto::v1::peer_client::PeerClient;
 use proto::v1::peer_server::{Peer, PeerServer};
-use proto::v1::{HelloRequest, HelloResponse};
+use proto::v1::*;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -32,6 +32,41 @@ impl Peer for EchoPeer {
             node: name.0.clone(),
             ..Default::default()
         }))
+    }
+
+    // The move RPCs are not what these tests are about; the interceptor guards them the same way.
+    async fn preflight(
+        &self,
+        _: Request<PreflightRequest>,
+    ) -> Result<Response<PreflightResponse>, Status> {
+        Err(Status::unimplemented("tls test peer"))
+    }
+    async fn have_chunks(
+        &self,
+        _: Request<HaveChunksRequest>,
+    ) -> Result<Response<HaveChunksResponse>, Status> {
+        Err(Status::unimplemented("tls test peer"))
+    }
+    async fn put_chunks(
+        &self,
+        _: Request<tonic::Streaming<ChunkUpload>>,
+    ) -> Result<Response<PutChunksResponse>, Status> {
+        Err(Status::unimplemented("tls test peer"))
+    }
+    async fn receive(
+        &self,
+        _: Request<ReceiveRequest>,
+    ) -> Result<Response<ReceiveResponse>, Status> {
+        Err(Status::unimplemented("tls test peer"))
+    }
+    async fn finish(&self, _: Request<FinishRequest>) -> Result<Response<FinishResponse>, Status> {
+        Err(Status::unimplemented("tls test peer"))
+    }
+    async fn move_status(
+        &self,
+        _: Request<MoveStatusRequest>,
+    ) -> Result<Response<MoveStatusResponse>, Status> {
+        Err(Status::unimplemented("tls test peer"))
     }
 }
 

@@ -64,6 +64,8 @@ pub enum Command {
     Checkpoint(cmd::checkpoint::CheckpointArgs),
     /// Restore a container from a checkpoint.
     Restore(cmd::checkpoint::RestoreArgs),
+    /// Live-migrate a container to another host.
+    Move(cmd::moves::Args),
     /// List checkpoints.
     Checkpoints(cmd::checkpoint::ListArgs),
     /// List recent operations, newest first.

@@ -40,6 +40,7 @@ pub struct ContainerView {
     pub cgroup: String,
     pub memory_bytes: u64,
     pub pids: u32,
+    pub ip: String,
 }
 
 impl From<api::Container> for ContainerView {
@@ -56,6 +57,7 @@ impl From<api::Container> for ContainerView {
             cgroup: c.cgroup,
             memory_bytes: c.memory_bytes,
             pids: c.pids,
+            ip: c.ip,
         }
     }
 }

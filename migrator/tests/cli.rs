@@ -11,9 +11,9 @@ use proto::v1::{
     AgentStatus, Checkpoint, CheckpointRequest, Container, ContainerRef, ContainerStatus,
     ExecRequest, ExecResponse, Feature, Host, HostsRequest, HostsResponse, KillRequest,
     ListCheckpointsRequest, ListCheckpointsResponse, ListOperationsRequest, ListOperationsResponse,
-    ListRequest, ListResponse, LogChunk, LogsRequest, Operation, OperationEvent, OperationRef,
-    OperationResult, RemoveRequest, RemoveResponse, RestartPolicy, RestoreRequest, RunRequest,
-    StatusRequest, StopRequest,
+    ListRequest, ListResponse, LogChunk, LogsRequest, MoveReport, MoveRequest, Operation,
+    OperationEvent, OperationRef, OperationResult, PhaseTime, RemoveRequest, RemoveResponse,
+    RestartPolicy, RestoreRequest, RunRequest, StatusRequest, StopRequest,
 };
 use serde_json::Value;
 use tokio::net::UnixListener;
@@ -54,6 +54,7 @@ fn web() -> Container {
         cgroup: "/migrate/web".into(),
         memory_bytes: 12 * 1024 * 1024,
         pids: 3,
+        ip: "198.18.1.10/16".into(),
     }
 }
 
@@ -274,6 +275,42 @@ impl Agent for Fake {
             ..Default::default()
         };
         let events = vec![Ok(progress(&op, "restore", 0, 0)), Ok(finished(&op, done))];
+        Ok(Response::new(tokio_stream::iter(events)))
+    }
+
+    type MoveStream = Stream<OperationEvent>;
+
+    async fn r#move(
+        &self,
+        request: Request<MoveRequest>,
+    ) -> Result<Response<Self::MoveStream>, Status> {
+        let request = request.into_inner();
+        self.record(&request);
+        let op = format!("op-move-{}", request.id);
+        let report = MoveReport {
+            target: request.to.clone(),
+            dry_run: request.dry_run,
+            preflight: vec!["criu 4.2.1 on host2 (need >= 4.1): ok".into()],
+            downtime_ms: 420,
+            total_ms: 900,
+            phases: vec![PhaseTime {
+                name: "dump".into(),
+                ms: 200,
+            }],
+            bytes_raw: 1 << 20,
+            bytes_compressed: 1 << 19,
+            bytes_sent: 1 << 18,
+            chunks_total: 4,
+            chunks_sent: 1,
+            target_pid: 4242,
+        };
+        let done = OperationResult {
+            success: true,
+            operation: Some(operation("move", &request.id, "succeeded", "")),
+            r#move: Some(report),
+            ..Default::default()
+        };
+        let events = vec![Ok(progress(&op, "transfer", 1, 2)), Ok(finished(&op, done))];
         Ok(Response::new(tokio_stream::iter(events)))
     }
 
@@ -499,6 +536,7 @@ fn ps_json_prints_one_object_per_container() {
         "created_unix",
         "exit_code",
         "id",
+        "ip",
         "memory_bytes",
         "pid",
         "pids",
@@ -868,4 +906,29 @@ fn completions_need_no_agent() {
         ));
         assert!(out.contains("migrate"), "{shell}: {out}");
     }
+}
+
+#[test]
+fn move_prints_the_report_and_sends_the_request() {
+    let agent = FakeAgent::start();
+    let out = agent.migrate(&["move", "web", "--to", "host2", "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["target"], "host2");
+    assert_eq!(v["downtime_ms"], 420);
+    assert_eq!(v["bytes_sent"], 1 << 18);
+    assert_eq!(v["phases"]["dump"], 200);
+    assert_eq!(v["operation_id"], "op-move-web");
+    let table = agent.migrate(&["move", "web", "--to", "host2"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("downtime") && text.contains("420 ms"),
+        "{text}"
+    );
+    let bad = agent.migrate(&["move", "web", "--to", "host2", "--mode", "warp"]);
+    assert_eq!(bad.status.code(), Some(2));
 }

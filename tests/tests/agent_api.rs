@@ -53,6 +53,7 @@ async fn checkpoint_and_restore_stream_events_and_journal() {
             id: "web".into(),
             bundle: b.path().display().to_string(),
             restart: 0,
+            ip: String::new(),
         })
         .await
         .expect("run")

@@ -44,6 +44,9 @@ const STEPS: &[&str] = &[
         unix_ms INTEGER NOT NULL
     );
     CREATE INDEX journal_by_operation ON journal (operation_id, seq);",
+    // 1 -> 2: containers get a network address that moves with them.
+    "ALTER TABLE containers ADD COLUMN ip TEXT NOT NULL DEFAULT '';
+    ALTER TABLE containers ADD COLUMN mac TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this agent writes.

@@ -100,6 +100,10 @@ pub struct ContainerRecord {
     pub restarts: u32,
     /// Creation time, Unix seconds.
     pub created_unix: i64,
+    /// Address (CIDR) of its own network namespace, or empty.
+    pub ip: String,
+    /// MAC address that goes with `ip`.
+    pub mac: String,
 }
 
 impl ContainerRecord {
@@ -113,6 +117,8 @@ impl ContainerRecord {
             exit_code: r.get("exit_code")?,
             restarts: r.get("restarts")?,
             created_unix: r.get("created_unix")?,
+            ip: r.get("ip")?,
+            mac: r.get("mac")?,
         })
     }
 }
@@ -209,9 +215,9 @@ impl Catalog {
     pub fn put_container(&self, c: &ContainerRecord) -> Result<()> {
         self.conn()
             .execute(
-                "INSERT OR REPLACE INTO containers (id, bundle, restart, desired, exit_code, restarts, created_unix)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![c.id, c.bundle, c.restart.as_str(), c.desired, c.exit_code, c.restarts, c.created_unix],
+                "INSERT OR REPLACE INTO containers (id, bundle, restart, desired, exit_code, restarts, created_unix, ip, mac)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![c.id, c.bundle, c.restart.as_str(), c.desired, c.exit_code, c.restarts, c.created_unix, c.ip, c.mac],
             )
             .map(|_| ())
             .map_err(q("save container"))
@@ -368,6 +374,19 @@ impl Catalog {
             .map_err(q("read journal"))
     }
 
+    /// Operations a previous agent process left `running`.
+    pub fn running_operations(&self) -> Result<Vec<OperationRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT * FROM operations WHERE state = 'running' ORDER BY started_unix_ms")
+            .map_err(q("list running operations"))?;
+        let rows = stmt
+            .query_map([], Self::operation_row)
+            .map_err(q("list running operations"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(q("list running operations"))
+    }
+
     /// Marks operations left `running` by a previous agent process as failed.
     pub fn fail_interrupted_operations(&self, now_ms: i64) -> Result<usize> {
         self.conn()
@@ -394,6 +413,8 @@ mod tests {
             exit_code: None,
             restarts: 0,
             created_unix: 5,
+            ip: String::new(),
+            mac: String::new(),
         }
     }
 

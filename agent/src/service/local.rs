@@ -84,6 +84,7 @@ impl AgentApi for LocalApi {
                 &r.id,
                 &PathBuf::from(&r.bundle),
                 restart_from_proto(r.restart),
+                &r.ip,
             )
         })
         .await
@@ -247,6 +248,45 @@ impl AgentApi for LocalApi {
         let agent = self.agent.clone();
         tokio::task::spawn_blocking(move || {
             let result = agent.restore(&op, &r.checkpoint_id, &r.id);
+            op.finish(result);
+        });
+        Ok(Response::new(stream))
+    }
+
+    type MoveStream = EventStream;
+
+    async fn r#move(&self, req: Request<MoveRequest>) -> Result<Response<EventStream>, Status> {
+        let r = req.into_inner();
+        self.agent.metrics.rpcs.with_label_values(&["move"]).inc();
+        self.agent.record(&r.id).map_err(Status::from)?;
+        if !self.agent.config.peers.contains_key(&r.to) {
+            return Err(Status::invalid_argument(format!(
+                "unknown host {}: not in this agent's [peers]",
+                r.to
+            )));
+        }
+        let op = self.agent.ops.start("move", &r.id);
+        let stream = self.watch_stream(op.id())?;
+        let agent = self.agent.clone();
+        tokio::spawn(async move {
+            let span = op.span.clone();
+            let result = tracing::Instrument::instrument(
+                crate::moves::move_out(agent.clone(), &op, &r.id, &r.to, r.dry_run, &r.mode),
+                span,
+            )
+            .await;
+            let result = result.map(|mut res| {
+                if let Some(rec) = res
+                    .r#move
+                    .as_ref()
+                    .filter(|m| !m.dry_run)
+                    .map(|m| m.target.clone())
+                {
+                    tracing::info!(target = %rec, "move finished");
+                }
+                res.container = None;
+                res
+            });
             op.finish(result);
         });
         Ok(Response::new(stream))

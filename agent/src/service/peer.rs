@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use proto::v1::peer_client::PeerClient;
 use proto::v1::peer_server::Peer;
-use proto::v1::{HelloRequest, HelloResponse, Host};
+use proto::v1::*;
 use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
@@ -57,6 +57,112 @@ impl Peer for PeerApi {
             criu_version,
             kernel: self.agent.host.kernel.clone(),
         }))
+    }
+
+    async fn preflight(
+        &self,
+        req: Request<PreflightRequest>,
+    ) -> Result<Response<PreflightResponse>, Status> {
+        let r = req.into_inner();
+        tracing::info!(container.id = %r.container_id, move.id = %r.move_id, "preflight");
+        let resp = self
+            .blocking(move |a| Ok(crate::moves::preflight(&a, &r)))
+            .await
+            .map_err(Status::internal)?;
+        Ok(Response::new(resp))
+    }
+
+    async fn have_chunks(
+        &self,
+        req: Request<HaveChunksRequest>,
+    ) -> Result<Response<HaveChunksResponse>, Status> {
+        let hashes = req.into_inner().hashes;
+        let have = hashes.iter().map(|h| self.agent.store.has(h)).collect();
+        Ok(Response::new(HaveChunksResponse { have }))
+    }
+
+    async fn put_chunks(
+        &self,
+        req: Request<tonic::Streaming<ChunkUpload>>,
+    ) -> Result<Response<PutChunksResponse>, Status> {
+        let mut stream = req.into_inner();
+        let (mut chunks, mut bytes) = (0u64, 0u64);
+        while let Some(chunk) = stream.message().await? {
+            bytes += chunk.data.len() as u64;
+            chunks += 1;
+            let a = self.agent.clone();
+            let hash = chunk.hash.clone();
+            tokio::task::spawn_blocking(move || crate::moves::put_chunk(&a, &chunk))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| {
+                    tracing::warn!(chunk = %hash, error = %e, "refused a chunk");
+                    Status::data_loss(e)
+                })?;
+        }
+        Ok(Response::new(PutChunksResponse { chunks, bytes }))
+    }
+
+    async fn receive(
+        &self,
+        req: Request<ReceiveRequest>,
+    ) -> Result<Response<ReceiveResponse>, Status> {
+        let r = req.into_inner();
+        let op = self
+            .agent
+            .ops
+            .start_with_id(&r.move_id, "move-in", &r.container_id);
+        let a = self.agent.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let res = crate::moves::receive(&a, &op, &r);
+            match &res {
+                Ok(_) => op.finish(Ok(Default::default())),
+                Err(e) => op.finish(Err(e.clone())),
+            }
+            res
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        match result {
+            Ok((pid, restore_ms)) => Ok(Response::new(ReceiveResponse { pid, restore_ms })),
+            Err(e) => Err(Status::failed_precondition(e)),
+        }
+    }
+
+    async fn finish(
+        &self,
+        req: Request<FinishRequest>,
+    ) -> Result<Response<FinishResponse>, Status> {
+        let r = req.into_inner();
+        tracing::info!(move.id = %r.move_id, commit = r.commit, "move finished by the source");
+        self.blocking(move |a| crate::moves::finish(&a, &r.move_id, r.commit))
+            .await
+            .map_err(Status::internal)?;
+        Ok(Response::new(FinishResponse {}))
+    }
+
+    async fn move_status(
+        &self,
+        req: Request<MoveStatusRequest>,
+    ) -> Result<Response<MoveStatusResponse>, Status> {
+        let id = req.into_inner().move_id;
+        let state = self
+            .blocking(move |a| Ok(crate::moves::status(&a, &id)))
+            .await
+            .map_err(Status::internal)?;
+        Ok(Response::new(MoveStatusResponse { state }))
+    }
+}
+
+impl PeerApi {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Arc<Agent>) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let agent = self.agent.clone();
+        tokio::task::spawn_blocking(move || f(agent))
+            .await
+            .map_err(|e| e.to_string())?
     }
 }
 

@@ -294,6 +294,13 @@ impl Store {
         }
     }
 
+    /// Deletes one chunk (used to discard what an aborted move brought).
+    pub fn remove_chunk(&self, hash: &str) {
+        if valid_hash(hash) {
+            let _ = fs::remove_file(self.chunk_path(hash));
+        }
+    }
+
     /// Writes the files of `m` under `dest`, verifying every chunk before it is written.
     pub fn materialize(&self, m: &Manifest, dest: &Path) -> Result<()> {
         fs::create_dir_all(dest).map_err(io("create", dest))?;

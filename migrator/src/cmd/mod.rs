@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod moves;
 pub mod ops;
 pub mod ps;
 pub mod run;
@@ -48,6 +49,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Checkpoint(args) => checkpoint::checkpoint(&mut ctx, args).await,
         Command::Restore(args) => checkpoint::restore(&mut ctx, args).await,
         Command::Checkpoints(args) => checkpoint::list(&mut ctx, args).await,
+        Command::Move(args) => moves::run(&mut ctx, args).await,
         Command::Ops(args) => ops::run(&mut ctx, args).await,
         Command::Agent {
             command: AgentCommand::Status,

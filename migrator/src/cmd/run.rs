@@ -20,6 +20,10 @@ pub struct Args {
     /// What to do when the container's process exits.
     #[arg(long, value_enum, default_value_t = Restart::No)]
     pub restart: Restart,
+    /// Give the container its own network namespace with this address (CIDR, e.g.
+    /// 198.18.1.10/16) on the agent's bridge; it keeps it when it moves.
+    #[arg(long, value_name = "CIDR")]
+    pub ip: Option<String>,
 }
 
 /// The restart policy as spelled on the command line.
@@ -48,6 +52,7 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<()> {
         id: args.name,
         bundle: bundle.to_string_lossy().into_owned(),
         restart: RestartPolicy::from(args.restart) as i32,
+        ip: args.ip.unwrap_or_default(),
     };
     let container = ctx.client.run(request).await?.into_inner();
     output::list(ctx.format, &[ContainerView::from(container)])

@@ -107,7 +107,9 @@ impl Container {
         opts: CheckpointOpts,
         mut at_post_dump: impl FnMut(&Path) -> std::result::Result<(), String>,
     ) -> Result<Checkpointed> {
-        self.require(&[Status::Running], "checkpoint")?;
+        // A paused container can be checkpointed too: CRIU leaves the freezer as it found it,
+        // so with `leave_running` it stays frozen afterwards (what a safe move needs).
+        self.require(&[Status::Running, Status::Paused], "checkpoint")?;
         let criu = Criu::locate()?;
         create_empty_dir(dir)?;
         let spec = self.spec()?;

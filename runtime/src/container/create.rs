@@ -28,6 +28,9 @@ pub struct CreateOpts {
     pub rootfs: RootfsMode,
     /// The container's stdio.
     pub stdio: Stdio,
+    /// Join this network namespace instead of what the spec says (a namespace prepared by
+    /// the caller, e.g. with the container's address).
+    pub netns: Option<PathBuf>,
 }
 
 impl Default for CreateOpts {
@@ -35,6 +38,7 @@ impl Default for CreateOpts {
         CreateOpts {
             rootfs: RootfsMode::Overlay,
             stdio: Stdio::Pipes,
+            netns: None,
         }
     }
 }
@@ -70,7 +74,10 @@ impl Runtime {
         opts: CreateOpts,
     ) -> Result<(Container, ContainerStdio)> {
         validate_id(id)?;
-        let bundle = Bundle::load(bundle)?;
+        let mut bundle = Bundle::load(bundle)?;
+        if let Some(netns) = &opts.netns {
+            join_netns(&mut bundle.spec, netns);
+        }
         let dir = self.root.join(id);
         if dir.exists() {
             return Err(Error::AlreadyExists { id: id.to_string() });
@@ -251,6 +258,23 @@ impl Runtime {
             None => format!("{}/{id}", self.cgroup_parent),
         }
     }
+}
+
+/// Makes the spec join the network namespace at `path`.
+fn join_netns(spec: &mut Spec, path: &Path) {
+    use oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType};
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network);
+    namespaces.push(
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Network)
+            .path(path.to_path_buf())
+            .build()
+            .expect("namespace has every field"),
+    );
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
 }
 
 fn namespace_states(spec: &Spec) -> Vec<NamespaceState> {

@@ -32,6 +32,9 @@ pub struct RestoreOpts {
     pub netns: Option<PathBuf>,
     /// Cgroup path (default: the runtime's parent + the new id).
     pub cgroup_path: Option<String>,
+    /// The bundle on this host, when it is not where it was at checkpoint (after a move):
+    /// its rootfs becomes the overlay's lower layer.
+    pub bundle: Option<PathBuf>,
 }
 
 impl Default for RestoreOpts {
@@ -40,6 +43,7 @@ impl Default for RestoreOpts {
             stdio: Stdio::Pipes,
             netns: None,
             cgroup_path: None,
+            bundle: None,
         }
     }
 }
@@ -92,7 +96,18 @@ impl Runtime {
             dir: dir.to_path_buf(),
             reason: format!("{SPEC_FILE}: {e}"),
         })?;
-        let lower = meta.state.rootfs_lower.clone();
+        let (bundle_dir, lower) = match &opts.bundle {
+            Some(b) => (
+                b.clone(),
+                b.join(
+                    spec.root()
+                        .as_ref()
+                        .map(|r| r.path().clone())
+                        .unwrap_or_else(|| PathBuf::from("rootfs")),
+                ),
+            ),
+            None => (meta.state.bundle.clone(), meta.state.rootfs_lower.clone()),
+        };
         if !lower.is_dir() {
             return Err(Error::InvalidCheckpoint {
                 dir: dir.to_path_buf(),
@@ -242,7 +257,7 @@ impl Runtime {
         let state = State {
             version: STATE_VERSION,
             id: id.to_string(),
-            bundle: meta.state.bundle.clone(),
+            bundle: bundle_dir,
             pid,
             pid_start_time,
             created_unix: SystemTime::now()

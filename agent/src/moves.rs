@@ -1,0 +1,1134 @@
+//! Live migration between agents (`migrate move NAME --to HOST`, cold mode).
+//!
+//! Source ([`move_out`]): preflight on the target while the container runs → pre-seed the bundle
+//! layer → freeze the container's cgroup → CRIU dump (the container stays frozen: CRIU restores
+//! the freezer state it found) → send only the chunks the target lacks → the target restores and
+//! reports running → commit: kill the frozen source copy, free its address, tell the target.
+//! Any failure before the target reports running rolls back: the target discards what it got
+//! for this move and the source thaws. Because the source stays frozen in its cgroup until the
+//! agent decides, a crash of the source agent never lets two copies run; on restart it asks the
+//! target what happened ([`recover`]).
+//!
+//! Target (the `Peer` handlers call [`preflight`], [`put_chunk`], [`receive`], [`finish`]).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::v1::peer_client::PeerClient;
+use proto::v1::{
+    ChunkUpload, FinishRequest, HaveChunksRequest, MoveReport, MoveStatusRequest, OperationResult,
+    PhaseTime, PreflightRequest, PreflightResponse, ReceiveRequest,
+};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::catalog::{ContainerRecord, Restart};
+use crate::daemon::{desired, now_unix, Agent};
+use crate::ops::OpHandle;
+use crate::shim::{chain, ShimAction};
+use crate::store::{ChunkRef, Manifest, Provenance, MANIFEST_VERSION};
+
+/// Chunks per `HaveChunks` question.
+const HAVE_BATCH: usize = 512;
+/// How long the source waits for the target to restore.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Test hook: `MIGRATE_FAULT=<name>[,<name>...]` makes an agent misbehave on purpose (see
+/// docs/troubleshooting.md). Never set in production.
+pub const FAULT_ENV: &str = "MIGRATE_FAULT";
+
+/// Whether fault `name` is switched on for this agent process.
+pub fn fault(name: &str) -> Option<String> {
+    let all = std::env::var(FAULT_ENV).ok()?;
+    all.split(',').find_map(|f| {
+        let (k, v) = f.split_once('=').unwrap_or((f, ""));
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// Connects to peer `name` over mutual TLS, with windows and message sizes for bulk transfer.
+pub async fn peer_client(agent: &Agent, name: &str) -> Result<PeerClient<Channel>, String> {
+    let address = agent
+        .config
+        .peers
+        .get(name)
+        .ok_or_else(|| format!("unknown host {name}: not in this agent's [peers]"))?;
+    let files = agent
+        .config
+        .tls
+        .as_ref()
+        .ok_or("this agent has no [tls] configured")?;
+    let tls = crate::tls::client_config(files, name).map_err(|e| chain(&e))?;
+    let channel = Endpoint::from_shared(format!("https://{address}"))
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| chain(&e))?
+        .connect_timeout(Duration::from_secs(5))
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {name} at {address}: {}", chain(&e)))?;
+    Ok(PeerClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+fn status_err(host: &str, s: tonic::Status) -> String {
+    format!("{host}: {}", chain(&s))
+}
+
+/// Progress counters of a move.
+#[derive(Default)]
+struct Counters {
+    raw: u64,
+    compressed: u64,
+    sent: u64,
+    chunks: u64,
+    chunks_sent: u64,
+}
+
+/// The source side of a move.
+pub async fn move_out(
+    agent: Arc<Agent>,
+    op: &OpHandle,
+    id: &str,
+    to: &str,
+    dry_run: bool,
+    mode: &str,
+) -> Result<OperationResult, String> {
+    let t0 = Instant::now();
+    let mut report = MoveReport {
+        target: to.to_string(),
+        dry_run,
+        ..Default::default()
+    };
+    let mut phase = Instant::now();
+    let mut lap = |report: &mut MoveReport, name: &str| {
+        report.phases.push(PhaseTime {
+            name: name.into(),
+            ms: phase.elapsed().as_millis() as u64,
+        });
+        phase = Instant::now();
+    };
+    check_mode(&agent, mode).await?;
+    let rec = agent.record(id).map_err(|e| e.to_string())?;
+    if to == agent.config.node {
+        return Err(format!("container {id} is already on {to}"));
+    }
+    let busy = agent.claim(id).map_err(|e| e.to_string())?;
+    let c = agent
+        .live(id)
+        .filter(|c| c.status() == runtime::Status::Running)
+        .ok_or_else(|| format!("container {id} is not running"))?;
+    let spec = c.spec().map_err(|e| chain(&e))?;
+    if spec.mounts().iter().flatten().any(|m| {
+        m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind")
+    }) {
+        return Err(format!(
+            "container {id} has bind-mounted volumes, which moves do not carry yet"
+        ));
+    }
+
+    op.event("preflight", format!("asking {to}"));
+    let mut client = peer_client(&agent, to).await?;
+    let (cpuinfo, stats, upper) = {
+        let a = agent.clone();
+        let c2 = c.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            runtime::criu::Criu::locate()
+                .and_then(|criu| criu.cpuinfo_dump(dir.path()))
+                .map_err(|e| chain(&e))?;
+            let cpuinfo = std::fs::read(dir.path().join("cpuinfo.img"))
+                .map_err(|e| format!("cannot read cpuinfo image: {e}"))?;
+            let _ = &a;
+            Ok((
+                cpuinfo,
+                c2.stats().ok(),
+                crate::daemon::dir_size(&c2.upper_dir()),
+            ))
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    };
+    let memory = stats.map(|s| s.memory_usage).unwrap_or(0);
+    let report_criu = agent
+        .criu_report()
+        .as_ref()
+        .map(|r| r.version.to_string())
+        .unwrap_or_default();
+    let pf = client
+        .preflight(PreflightRequest {
+            move_id: op.id().to_string(),
+            container_id: id.to_string(),
+            criu_version: report_criu,
+            kernel: agent.host.kernel.clone(),
+            cpuinfo,
+            need_disk_bytes: memory + upper + crate::daemon::dir_size(Path::new(&rec.bundle)),
+            need_memory_bytes: memory,
+            ip: rec.ip.clone(),
+            mode: mode.to_string(),
+            cpu_model: agent.host.cpu_model.clone(),
+        })
+        .await
+        .map_err(|s| status_err(to, s))?
+        .into_inner();
+    report.preflight = pf.checks.clone();
+    lap(&mut report, "preflight");
+    if !pf.ok {
+        return Err(format!(
+            "preflight on {to} refused the move: {}",
+            pf.reasons.join("; ")
+        ));
+    }
+    op.event("preflight", format!("{to} can take {id}"));
+    if dry_run {
+        report.total_ms = t0.elapsed().as_millis() as u64;
+        return Ok(OperationResult {
+            r#move: Some(report),
+            ..Default::default()
+        });
+    }
+
+    // Pre-seed while the container runs: the bundle it was created from.
+    op.event("preseed", "sending the bundle layer the target lacks");
+    let mut counters = Counters::default();
+    let layer = {
+        let a = agent.clone();
+        let bundle = PathBuf::from(&rec.bundle);
+        tokio::task::spawn_blocking(move || layer_manifest(&a, &bundle))
+            .await
+            .map_err(|e| e.to_string())??
+    };
+    send_chunks(&agent, &mut client, to, op, &layer, &mut counters).await?;
+    lap(&mut report, "preseed");
+
+    // Freeze: from here on a failure must thaw the source.
+    let frozen_at = Instant::now();
+    op.event("freeze", "freezing the container");
+    let outcome = frozen_phase(
+        &agent,
+        &mut client,
+        to,
+        op,
+        &c,
+        &rec,
+        &layer,
+        &mut counters,
+        &mut report,
+        &mut lap,
+    )
+    .await;
+    let (pid, restore_ms) = match outcome {
+        Ok(v) => v,
+        Err((e, receive_attempted)) => {
+            op.event("rollback", format!("rolling back: {e}"));
+            rollback(
+                &agent,
+                &mut client,
+                to,
+                op.id(),
+                &c,
+                !rec.ip.is_empty(),
+                receive_attempted,
+            )
+            .await
+            .map_err(|r| format!("{e}; rollback: {r}"))?;
+            return Err(e);
+        }
+    };
+    report.downtime_ms = frozen_at.elapsed().as_millis() as u64;
+    if fault("crash-after-receive").is_some() {
+        tracing::error!(
+            "crash-after-receive: exiting right after the target reported running (injected fault)"
+        );
+        std::process::exit(70);
+    }
+    op.event(
+        "commit",
+        format!(
+            "running on {to} as pid {pid} (criu restore {restore_ms} ms); removing the source copy"
+        ),
+    );
+    drop(busy);
+    commit_source(&agent, id, &rec).await;
+    if let Err(s) = client
+        .finish(FinishRequest {
+            move_id: op.id().to_string(),
+            commit: true,
+        })
+        .await
+    {
+        tracing::warn!(error = %chain(&s), "target did not acknowledge the commit; it keeps the container anyway");
+    }
+    lap(&mut report, "commit");
+    report.total_ms = t0.elapsed().as_millis() as u64;
+    report.bytes_raw = counters.raw;
+    report.bytes_compressed = counters.compressed;
+    report.bytes_sent = counters.sent;
+    report.chunks_total = counters.chunks;
+    report.chunks_sent = counters.chunks_sent;
+    report.target_pid = pid;
+    op.event(
+        "done",
+        format!(
+            "downtime {} ms, {} of {} bytes sent",
+            report.downtime_ms, report.bytes_sent, report.bytes_raw
+        ),
+    );
+    Ok(OperationResult {
+        r#move: Some(report),
+        ..Default::default()
+    })
+}
+
+async fn check_mode(agent: &Arc<Agent>, mode: &str) -> Result<(), String> {
+    match mode {
+        "" | "cold" => Ok(()),
+        "lazy" => Err(
+            "post-copy moves (--mode lazy) are not implemented yet; use the default cold mode"
+                .into(),
+        ),
+        "precopy" => {
+            let a = agent.clone();
+            let dirty = tokio::task::spawn_blocking(move || {
+                a.criu_report()
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.feature("mem_dirty_track"))
+                    .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+            if dirty {
+                Err("pre-copy moves (--mode precopy) are not implemented yet; use the default cold mode".into())
+            } else {
+                Err("pre-copy needs soft-dirty memory tracking, which this kernel lacks (`criu check --feature mem_dirty_track` fails); use the default cold mode".into())
+            }
+        }
+        other => Err(format!("unknown mode {other:?}: use cold, lazy or precopy")),
+    }
+}
+
+/// Everything between freezing and the target running. Errors say whether `Receive` was sent.
+#[allow(clippy::too_many_arguments)]
+async fn frozen_phase(
+    agent: &Arc<Agent>,
+    client: &mut PeerClient<Channel>,
+    to: &str,
+    op: &OpHandle,
+    c: &runtime::Container,
+    rec: &ContainerRecord,
+    layer: &Manifest,
+    counters: &mut Counters,
+    report: &mut MoveReport,
+    lap: &mut impl FnMut(&mut MoveReport, &str),
+) -> Result<(i32, u64), (String, bool)> {
+    let no = |e: String| (e, false);
+    let a = agent.clone();
+    let c2 = c.clone();
+    let dir = agent
+        .config
+        .checkpoints_dir()
+        .join(format!("move-{}", op.id()));
+    let tcp = !rec.ip.is_empty();
+    let d2 = dir.clone();
+    let node = agent.config.node.clone();
+    let has_ip = !rec.ip.is_empty();
+    let id = rec.id.clone();
+    let checkpoint = tokio::task::spawn_blocking(move || -> Result<Manifest, String> {
+        c2.pause().map_err(|e| chain(&e))?;
+        // Network lock: with the link down nothing reaches the frozen sockets, so their state
+        // cannot move past the dump (and a later kill sends no RST to clients).
+        if has_ip {
+            crate::network::set_link(&node, &id, false).map_err(|e| chain(&e))?;
+        }
+        let opts = runtime::CheckpointOpts {
+            leave_running: true,
+            tcp_established: tcp,
+            ..Default::default()
+        };
+        c2.checkpoint(&d2, opts).map_err(|e| chain(&e))?;
+        // CRIU put the freezer back as it found it: frozen. Make sure.
+        if c2.status() != runtime::Status::Paused {
+            c2.pause().map_err(|e| chain(&e))?;
+        }
+        checkpoint_manifest(&a, &c2, &d2)
+    })
+    .await
+    .map_err(|e| no(e.to_string()))?
+    .map_err(no);
+    let checkpoint = match checkpoint {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    lap(report, "dump");
+    op.event(
+        "transfer",
+        format!(
+            "sending {} bytes of checkpoint to {to}",
+            checkpoint.logical_bytes()
+        ),
+    );
+    send_chunks(agent, client, to, op, &checkpoint, counters)
+        .await
+        .map_err(no)?;
+    lap(report, "transfer");
+    op.event("restore", format!("{to} is restoring {}", rec.id));
+    let req = ReceiveRequest {
+        move_id: op.id().to_string(),
+        container_id: rec.id.clone(),
+        layer_manifest: serde_json::to_vec(layer).map_err(|e| no(e.to_string()))?,
+        checkpoint_manifest: serde_json::to_vec(&checkpoint).map_err(|e| no(e.to_string()))?,
+        restart: rec.restart.as_str().to_string(),
+        ip: rec.ip.clone(),
+        mac: rec.mac.clone(),
+        created_unix: rec.created_unix,
+    };
+    let mut request = tonic::Request::new(req);
+    request.set_timeout(RECEIVE_TIMEOUT);
+    let resp = client
+        .receive(request)
+        .await
+        .map_err(|s| (status_err(to, s), true))?
+        .into_inner();
+    lap(report, "restore");
+    Ok((resp.pid, resp.restore_ms))
+}
+
+/// Source-side rollback: the target discards the move, then the source thaws. If the target
+/// may have restored and cannot be asked, the source stays frozen (never two running copies).
+async fn rollback(
+    agent: &Arc<Agent>,
+    client: &mut PeerClient<Channel>,
+    to: &str,
+    move_id: &str,
+    c: &runtime::Container,
+    has_ip: bool,
+    receive_attempted: bool,
+) -> Result<(), String> {
+    let mut confirmed = false;
+    for attempt in 0..5 {
+        match client
+            .finish(FinishRequest {
+                move_id: move_id.to_string(),
+                commit: false,
+            })
+            .await
+        {
+            Ok(_) => {
+                confirmed = true;
+                break;
+            }
+            Err(s) => {
+                tracing::warn!(attempt, error = %chain(&s), "target did not confirm the abort");
+                if !receive_attempted {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    if receive_attempted && !confirmed {
+        return Err(format!(
+            "{to} may have restored the container and cannot be reached to confirm; the source copy stays frozen (it will be resolved when {to} answers, or thaw it with `migrate resume`)"
+        ));
+    }
+    let c = c.clone();
+    let node = agent.config.node.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        if has_ip {
+            crate::network::set_link(&node, c.id(), true).map_err(|e| chain(&e))?;
+        }
+        c.resume().map_err(|e| chain(&e))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    Ok(())
+}
+
+/// Removes the frozen source copy after the target took over.
+async fn commit_source(agent: &Arc<Agent>, id: &str, rec: &ContainerRecord) {
+    let a = agent.clone();
+    let id = id.to_string();
+    let rec = rec.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Ok(mut r) = a.record(&id) {
+            r.desired = desired::STOPPED.into();
+            let _ = a.catalog.put_container(&r);
+        }
+        // Cut the network first: the killed sockets must not send RSTs to clients that now
+        // talk to the target.
+        a.network_down(&rec);
+        if let Some(c) = a.live(&id) {
+            if let Err(e) = c.delete(true) {
+                tracing::warn!(container.id = %id, error = %chain(&e), "cannot remove the source copy");
+            }
+        }
+        let _ = a.catalog.delete_container(&id);
+        for p in [a.exit_path(&id), a.log_file(&id)] {
+            let _ = std::fs::remove_file(p);
+        }
+    })
+    .await;
+}
+
+/// Sends the chunks of `m` that the target lacks, compressed.
+async fn send_chunks(
+    agent: &Arc<Agent>,
+    client: &mut PeerClient<Channel>,
+    to: &str,
+    op: &OpHandle,
+    m: &Manifest,
+    counters: &mut Counters,
+) -> Result<(), String> {
+    let mut unique: Vec<ChunkRef> = Vec::new();
+    let mut seen = HashSet::new();
+    for r in m.chunks() {
+        counters.raw += r.size;
+        counters.chunks += 1;
+        if seen.insert(r.hash.clone()) {
+            unique.push(r.clone());
+        }
+    }
+    let mut missing = Vec::new();
+    for batch in unique.chunks(HAVE_BATCH) {
+        let have = client
+            .have_chunks(HaveChunksRequest {
+                hashes: batch.iter().map(|r| r.hash.clone()).collect(),
+            })
+            .await
+            .map_err(|s| status_err(to, s))?
+            .into_inner()
+            .have;
+        missing.extend(
+            batch
+                .iter()
+                .zip(have.iter().copied().chain(std::iter::repeat(false)))
+                .filter(|(_, h)| !h)
+                .map(|(r, _)| r.clone()),
+        );
+    }
+    let total: u64 = missing.iter().map(|r| r.size).sum();
+    // Reading and (already compressed) chunks stream from a blocking producer while the sender
+    // pushes them; the channel bounds memory to a few chunks.
+    let (tx, rx) = tokio::sync::mpsc::channel::<ChunkUpload>(8);
+    let store = agent.store.clone();
+    let move_id = op.id().to_string();
+    let corrupt = fault("corrupt-chunk").is_some();
+    let producer = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+        let mut compressed = 0;
+        for (i, r) in missing.into_iter().enumerate() {
+            let mut data = store.read_compressed(&r).map_err(|e| chain(&e))?;
+            compressed += data.len() as u64;
+            if corrupt && i == 0 {
+                let n = data.len() / 2;
+                data[n] ^= 0xff;
+            }
+            if tx
+                .blocking_send(ChunkUpload {
+                    move_id: move_id.clone(),
+                    hash: r.hash,
+                    size: r.size,
+                    data,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+        Ok(compressed)
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let sent = client
+        .put_chunks(stream)
+        .await
+        .map_err(|s| status_err(to, s));
+    let compressed = producer.await.map_err(|e| e.to_string())??;
+    let sent = sent?.into_inner();
+    counters.sent += sent.bytes;
+    counters.chunks_sent += sent.chunks;
+    counters.compressed += compressed;
+    op.event(
+        "transfer",
+        format!(
+            "sent {} chunks, {} bytes compressed ({} bytes raw needed)",
+            sent.chunks, sent.bytes, total
+        ),
+    );
+    Ok(())
+}
+
+/// The bundle as a content-addressed layer: one tar of the bundle directory, chunked.
+fn layer_manifest(agent: &Agent, bundle: &Path) -> Result<Manifest, String> {
+    let tmp =
+        tempfile::tempdir_in(agent.config.state_dir.join("store")).map_err(|e| e.to_string())?;
+    let tar = tmp.path().join("bundle.tar");
+    let out = std::process::Command::new("tar")
+        .args([
+            "--create",
+            "--sort=name",
+            "--numeric-owner",
+            "--xattrs",
+            "-f",
+        ])
+        .arg(&tar)
+        .arg("-C")
+        .arg(bundle)
+        .arg(".")
+        .output()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot archive bundle {}: {}",
+            bundle.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let files = agent
+        .store
+        .ingest_dir(tmp.path(), |_, _| {})
+        .map_err(|e| chain(&e))?;
+    let digest = crate::store::hash(serde_json::to_string(&files).unwrap_or_default().as_bytes());
+    let m = Manifest {
+        version: MANIFEST_VERSION,
+        id: format!("layer-{}", &digest[..24]),
+        kind: "layer".into(),
+        container_id: String::new(),
+        files,
+        provenance: Provenance {
+            source_node: agent.config.node.clone(),
+            created_unix: now_unix(),
+            ..Default::default()
+        },
+    };
+    agent.store.commit(&m).map_err(|e| chain(&e))?;
+    Ok(m)
+}
+
+/// The checkpoint directory as a manifest with provenance.
+fn checkpoint_manifest(
+    agent: &Agent,
+    c: &runtime::Container,
+    dir: &Path,
+) -> Result<Manifest, String> {
+    let files = agent
+        .store
+        .ingest_dir(dir, |_, _| {})
+        .map_err(|e| chain(&e))?;
+    let spec = std::fs::read(dir.join("config.json")).unwrap_or_default();
+    let m = Manifest {
+        version: MANIFEST_VERSION,
+        id: format!("ckpt-{}-{}", c.id(), uuid::Uuid::new_v4().simple()),
+        kind: "checkpoint".into(),
+        container_id: c.id().to_string(),
+        files,
+        provenance: Provenance {
+            source_node: agent.config.node.clone(),
+            criu_version: agent
+                .criu_report()
+                .as_ref()
+                .map(|r| r.version.to_string())
+                .unwrap_or_default(),
+            kernel: agent.host.kernel.clone(),
+            cpu_model: agent.host.cpu_model.clone(),
+            spec_hash: crate::store::hash(&spec),
+            created_unix: now_unix(),
+        },
+    };
+    agent.store.commit(&m).map_err(|e| chain(&e))?;
+    Ok(m)
+}
+
+// ---- target side ----
+
+/// Checks whether this host can take the container.
+pub fn preflight(agent: &Arc<Agent>, req: &PreflightRequest) -> PreflightResponse {
+    let mut checks = Vec::new();
+    let mut reasons = Vec::new();
+    let mut check = |ok: bool, line: String| {
+        checks.push(format!("{line}: {}", if ok { "ok" } else { "FAIL" }));
+        if !ok {
+            reasons.push(line);
+        }
+    };
+    let ours = match fault("criu-version") {
+        Some(v) => Ok(v),
+        None => agent
+            .criu_report()
+            .as_ref()
+            .map(|r| r.version.to_string())
+            .map_err(|e| e.clone()),
+    };
+    match &ours {
+        Ok(v) => {
+            let ok = v
+                .parse::<runtime::criu::CriuVersion>()
+                .map(|v| v >= runtime::criu::MIN_VERSION)
+                .unwrap_or(false);
+            check(
+                ok,
+                format!(
+                    "criu {v} on {} (need >= {})",
+                    agent.config.node,
+                    runtime::criu::MIN_VERSION
+                ),
+            );
+        }
+        Err(e) => check(false, format!("criu on {}: {e}", agent.config.node)),
+    }
+    match cpuinfo_check(&req.cpuinfo) {
+        Ok(()) => check(
+            true,
+            format!(
+                "cpu features of {} ({}) available here",
+                req.cpu_model, agent.host.cpu_model
+            ),
+        ),
+        Err(e) => check(
+            false,
+            format!(
+                "cpu of the source ({}) is not compatible with this one ({}): {e}",
+                req.cpu_model, agent.host.cpu_model
+            ),
+        ),
+    }
+    let kernels = format!(
+        "kernel {} here, {} on the source",
+        agent.host.kernel, req.kernel
+    );
+    let free_disk = fault("free-disk")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| free_disk(&agent.config.state_dir));
+    check(
+        free_disk >= req.need_disk_bytes * 2,
+        format!(
+            "free disk {} MiB (need {} MiB)",
+            free_disk >> 20,
+            (req.need_disk_bytes * 2) >> 20
+        ),
+    );
+    let free_mem = mem_available();
+    check(
+        free_mem >= req.need_memory_bytes,
+        format!(
+            "available memory {} MiB (need {} MiB)",
+            free_mem >> 20,
+            req.need_memory_bytes >> 20
+        ),
+    );
+    let exists = agent
+        .catalog
+        .container(&req.container_id)
+        .ok()
+        .flatten()
+        .is_some();
+    check(
+        !exists,
+        format!("no container named {} here", req.container_id),
+    );
+    if !req.ip.is_empty() {
+        let bridge = agent.bridge();
+        check(
+            bridge.is_some_and(|b| std::path::Path::new(&format!("/sys/class/net/{b}")).exists()),
+            format!(
+                "bridge for address {} ({})",
+                req.ip,
+                bridge.unwrap_or("none configured")
+            ),
+        );
+        let taken = agent
+            .catalog
+            .containers()
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.ip == req.ip);
+        check(
+            !taken,
+            format!("address {} not used by a container here", req.ip),
+        );
+    }
+    if !matches!(req.mode.as_str(), "" | "cold") {
+        check(false, format!("mode {} supported", req.mode));
+    }
+    checks.push(kernels);
+    PreflightResponse {
+        ok: reasons.is_empty(),
+        reasons,
+        checks,
+    }
+}
+
+fn cpuinfo_check(img: &[u8]) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("cpuinfo.img"), img).map_err(|e| e.to_string())?;
+    runtime::criu::Criu::locate()
+        .and_then(|c| c.cpuinfo_check(dir.path()))
+        .map_err(|e| chain(&e))
+}
+
+fn free_disk(path: &Path) -> u64 {
+    nix::sys::statvfs::statvfs(path)
+        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .unwrap_or(0)
+}
+
+fn mem_available() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map(|k| k * 1024)
+        .unwrap_or(0)
+}
+
+/// Stores one received chunk (verified against its hash) for `move_id`.
+pub fn put_chunk(agent: &Agent, c: &ChunkUpload) -> Result<(), String> {
+    if let Some(ms) = fault("slow-chunks").and_then(|v| v.parse::<u64>().ok()) {
+        tracing::info!(chunk = %c.hash, "slow-chunks: delaying a received chunk by {ms} ms (injected fault)");
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    let new = !agent.store.has(&c.hash);
+    agent
+        .store
+        .put_compressed(&c.hash, c.size, &c.data)
+        .map_err(|e| chain(&e))?;
+    if new {
+        agent
+            .incoming
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(c.move_id.clone())
+            .or_default()
+            .insert(c.hash.clone());
+    }
+    Ok(())
+}
+
+/// Materializes and restores a moved container; returns its pid and CRIU's restore time.
+pub fn receive(
+    agent: &Arc<Agent>,
+    op: &OpHandle,
+    req: &ReceiveRequest,
+) -> Result<(i32, u64), String> {
+    let layer: Manifest = serde_json::from_slice(&req.layer_manifest)
+        .map_err(|e| format!("bad layer manifest: {e}"))?;
+    let ckpt: Manifest = serde_json::from_slice(&req.checkpoint_manifest)
+        .map_err(|e| format!("bad checkpoint manifest: {e}"))?;
+    let id = req.container_id.clone();
+    runtime::id::validate_id(&id).map_err(|e| e.to_string())?;
+    let _busy = agent.claim(&id).map_err(|e| e.to_string())?;
+    if agent
+        .catalog
+        .container(&id)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Err(format!("a container named {id} exists here"));
+    }
+    op.event("verify", "committing manifests (every chunk verified)");
+    agent.store.commit(&layer).map_err(|e| chain(&e))?;
+    agent.store.commit(&ckpt).map_err(|e| chain(&e))?;
+    let bundle = materialize_layer(agent, &layer)?;
+    let dir = agent
+        .config
+        .checkpoints_dir()
+        .join(format!("move-{}", op.id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    agent
+        .store
+        .materialize(&ckpt, &dir)
+        .map_err(|e| chain(&e))?;
+    let rec = ContainerRecord {
+        id: id.clone(),
+        bundle: bundle.display().to_string(),
+        restart: Restart::parse(&req.restart).unwrap_or(Restart::No),
+        desired: desired::RUNNING.into(),
+        exit_code: None,
+        restarts: 0,
+        created_unix: req.created_unix,
+        ip: req.ip.clone(),
+        mac: req.mac.clone(),
+    };
+    let netns = agent.network_up(&rec, false).map_err(|e| e.to_string())?;
+    op.event("restore", "restoring with CRIU");
+    let restored = if fault("fail-restore").is_some() {
+        Err("restore failed (injected fault fail-restore)".to_string())
+    } else {
+        agent
+            .spawn_shim(
+                &id,
+                ShimAction::Restore {
+                    checkpoint: dir.clone(),
+                    netns,
+                    bundle: Some(bundle),
+                },
+            )
+            .map_err(|e| e.to_string())
+    };
+    let started = match restored {
+        Ok(s) => s,
+        Err(e) => {
+            agent.network_down(&rec);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    agent
+        .catalog
+        .put_container(&rec)
+        .map_err(|e| e.to_string())?;
+    if !rec.ip.is_empty() {
+        let net = crate::network::NetSpec {
+            ip: rec.ip.clone(),
+            mac: rec.mac.clone(),
+        };
+        if let Err(e) = crate::network::announce(&agent.config.node, &id, &net) {
+            tracing::warn!(container.id = %id, error = %chain(&e), "gratuitous ARP failed");
+        }
+    }
+    agent.watch(&id);
+    op.event("running", format!("pid {}", started.pid.unwrap_or(0)));
+    Ok((started.pid.unwrap_or(0), started.restore_ms.unwrap_or(0)))
+}
+
+/// The bundle of a layer on this host (extracted once per layer).
+fn materialize_layer(agent: &Agent, layer: &Manifest) -> Result<PathBuf, String> {
+    let dest = agent.config.state_dir.join("bundles").join(&layer.id);
+    if dest.join("config.json").is_file() {
+        return Ok(dest);
+    }
+    let tmp = agent
+        .config
+        .state_dir
+        .join("bundles")
+        .join(format!(".{}.tmp", layer.id));
+    let _ = std::fs::remove_dir_all(&tmp);
+    agent
+        .store
+        .materialize(layer, &tmp.join("layer"))
+        .map_err(|e| chain(&e))?;
+    let root = tmp.join("bundle");
+    std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("tar")
+        .args([
+            "--extract",
+            "--numeric-owner",
+            "--preserve-permissions",
+            "--xattrs",
+            "-f",
+        ])
+        .arg(tmp.join("layer/bundle.tar"))
+        .arg("-C")
+        .arg(&root)
+        .output()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot unpack layer {}: {}",
+            layer.id,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    std::fs::rename(&root, &dest)
+        .map_err(|e| format!("cannot install bundle {}: {e}", dest.display()))?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(dest)
+}
+
+/// The source's decision. Abort discards everything this move brought here.
+pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), String> {
+    let record = agent
+        .catalog
+        .operation(move_id)
+        .map_err(|e| e.to_string())?;
+    if commit {
+        agent
+            .incoming
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(move_id);
+        let _ = std::fs::remove_dir_all(
+            agent
+                .config
+                .checkpoints_dir()
+                .join(format!("move-{move_id}")),
+        );
+        if let Some(r) = &record {
+            let _ = agent.catalog.journal(&crate::catalog::JournalEntry {
+                operation_id: r.id.clone(),
+                step: "committed".into(),
+                detail: "source committed".into(),
+                unix_ms: crate::ops::now_ms(),
+            });
+        }
+        return Ok(());
+    }
+    if let Some(r) = &record {
+        if let Ok(Some(rec)) = agent.catalog.container(&r.container_id) {
+            let ours = agent
+                .catalog
+                .journal_of(move_id)
+                .map(|j| j.iter().any(|e| e.step == "running"))
+                .unwrap_or(false);
+            if ours {
+                if let Some(c) = agent.live(&rec.id) {
+                    let _ = c.delete(true);
+                }
+                agent.network_down(&rec);
+                let _ = agent.catalog.delete_container(&rec.id);
+            }
+        }
+        let _ = agent.catalog.journal(&crate::catalog::JournalEntry {
+            operation_id: r.id.clone(),
+            step: "aborted".into(),
+            detail: "source aborted".into(),
+            unix_ms: crate::ops::now_ms(),
+        });
+    }
+    let _ = std::fs::remove_dir_all(
+        agent
+            .config
+            .checkpoints_dir()
+            .join(format!("move-{move_id}")),
+    );
+    discard_received(agent, move_id);
+    Ok(())
+}
+
+/// Deletes the manifests and chunks an aborted move brought.
+fn discard_received(agent: &Agent, move_id: &str) {
+    let received = agent
+        .incoming
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(move_id)
+        .unwrap_or_default();
+    let mut live = HashSet::new();
+    for id in agent.store.manifest_ids().unwrap_or_default() {
+        if let Ok(m) = agent.store.manifest(&id) {
+            if m.kind == "checkpoint"
+                && m.provenance.source_node != agent.config.node
+                && received.iter().any(|h| m.chunks().any(|c| &c.hash == h))
+            {
+                let _ = agent.store.remove_manifest(&id);
+                continue;
+            }
+            live.extend(m.chunks().map(|c| c.hash.clone()));
+        }
+    }
+    for h in received.difference(&live) {
+        agent.store.remove_chunk(h);
+    }
+}
+
+/// What this agent knows of a move.
+pub fn status(agent: &Agent, move_id: &str) -> String {
+    let Ok(journal) = agent.catalog.journal_of(move_id) else {
+        return "unknown".into();
+    };
+    let steps: Vec<&str> = journal.iter().map(|e| e.step.as_str()).collect();
+    if steps.contains(&"aborted") {
+        "aborted"
+    } else if steps.contains(&"committed") {
+        "committed"
+    } else if steps.contains(&"running") {
+        "running"
+    } else if steps.is_empty() {
+        "unknown"
+    } else {
+        "receiving"
+    }
+    .into()
+}
+
+/// After a restart of the source agent: settle moves it was in the middle of. A container left
+/// frozen by an interrupted move is killed if the target runs it, thawed otherwise.
+pub async fn recover(agent: Arc<Agent>, interrupted: Vec<crate::catalog::OperationRecord>) {
+    for op in interrupted.into_iter().filter(|o| o.kind == "move") {
+        let journal = agent.catalog.journal_of(&op.id).unwrap_or_default();
+        let Some(to) = journal
+            .iter()
+            .find(|e| e.step == "preflight")
+            .and_then(|e| e.detail.strip_prefix("asking ").map(str::to_string))
+        else {
+            continue;
+        };
+        let frozen = journal.iter().any(|e| e.step == "freeze");
+        if !frozen {
+            continue;
+        }
+        let Ok(rec) = agent.record(&op.container_id) else {
+            continue;
+        };
+        loop {
+            let answer = match peer_client(&agent, &to).await {
+                Ok(mut client) => client
+                    .move_status(MoveStatusRequest {
+                        move_id: op.id.clone(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().state)
+                    .map_err(|s| chain(&s)),
+                Err(e) => Err(e),
+            };
+            match answer.as_deref() {
+                Ok("running") | Ok("committed") => {
+                    tracing::warn!(container.id = %rec.id, operation.id = %op.id, "interrupted move: target runs the container; removing the source copy");
+                    commit_source(&agent, &rec.id, &rec).await;
+                    if let Ok(mut client) = peer_client(&agent, &to).await {
+                        let _ = client
+                            .finish(FinishRequest {
+                                move_id: op.id.clone(),
+                                commit: true,
+                            })
+                            .await;
+                    }
+                    break;
+                }
+                Ok(_) => {
+                    tracing::warn!(container.id = %rec.id, operation.id = %op.id, "interrupted move: target does not run the container; thawing the source");
+                    if let Ok(mut client) = peer_client(&agent, &to).await {
+                        let _ = client
+                            .finish(FinishRequest {
+                                move_id: op.id.clone(),
+                                commit: false,
+                            })
+                            .await;
+                    }
+                    if let Some(c) = agent.live(&rec.id) {
+                        let node = agent.config.node.clone();
+                        let has_ip = !rec.ip.is_empty();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            if has_ip {
+                                let _ = crate::network::set_link(&node, c.id(), true);
+                            }
+                            c.resume()
+                        })
+                        .await;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(container.id = %rec.id, error = %e, "interrupted move: cannot ask {to} yet; the source copy stays frozen");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+}

@@ -73,6 +73,9 @@ fn counter_continues_after_restore_with_same_id() {
     wait_for("restored counter to advance", T, || {
         (count(&r) > first + 3).then_some(())
     });
+    // Its private network namespace was restored empty (as runc does), with loopback up.
+    let (_, lo) = exec_out(&r, "ip -o link show lo");
+    assert!(lo.contains("UP"), "loopback is down after restore: {lo}");
     // exec works in the restored container (it lives in a new time namespace).
     let (code, out) = exec_out(&r, "cat /tmp/count");
     assert_eq!(code, 0);

@@ -48,6 +48,10 @@ pub struct CheckpointMeta {
     pub ext_unix_sk: bool,
     /// See [`CheckpointOpts::file_locks`].
     pub file_locks: bool,
+    /// The container's private network namespace was dumped without its configuration (as runc
+    /// does); restore recreates it empty and brings loopback up.
+    #[serde(default)]
+    pub empty_net_ns: bool,
     /// Bind mounts marked external at dump: destination in the container, host source.
     pub bind_mounts: Vec<(String, PathBuf)>,
     /// How long the container was frozen, in milliseconds (dump until resumed or killed).
@@ -115,6 +119,10 @@ impl Container {
         let spec = self.spec()?;
         let bind_mounts = bind_mounts(&spec);
         let mut external = Vec::new();
+        // A private network namespace only ever has loopback (the runtime configures nothing
+        // else in it), so CRIU need not save and restore its links, routes and firewall rules:
+        // that saves tens of milliseconds of frozen time.
+        let empty_net_ns = self.state.namespaces.iter().any(|ns| ns.typ == "network" && ns.path.is_none());
         for ns in &self.state.namespaces {
             if ns.typ == "network" && ns.path.is_some() {
                 let link =
@@ -147,6 +155,7 @@ impl Container {
                 .map(|(dest, _)| (dest.clone(), dest.clone()))
                 .collect(),
             external,
+            empty_net_ns,
             ..Default::default()
         };
         let started = Instant::now();
@@ -158,6 +167,7 @@ impl Container {
             tcp_established: opts.tcp_established,
             ext_unix_sk: opts.ext_unix_sk,
             file_locks: opts.file_locks,
+            empty_net_ns,
             bind_mounts,
             frozen_ms: 0,
         };

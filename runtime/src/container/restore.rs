@@ -221,11 +221,17 @@ impl Runtime {
             tcp_established: meta.tcp_established,
             ext_unix_sk: meta.ext_unix_sk,
             file_locks: meta.file_locks,
+            empty_net_ns: meta.empty_net_ns,
             evasive_devices: true,
             ..Default::default()
         };
         let mut restored_pid = None;
         let outcome = criu.restore(&req, &mut |n: &mut notify::Notify| {
+            if n.script == notify::script::SETUP_NAMESPACES && meta.empty_net_ns {
+                if let Some(pid) = n.pid {
+                    loopback_up(pid)?;
+                }
+            }
             if n.script == notify::script::POST_RESTORE {
                 restored_pid = n.pid;
             }
@@ -305,6 +311,19 @@ impl Runtime {
             },
         ))
     }
+}
+
+/// Brings loopback up in the (empty) network namespace CRIU made for process `pid`.
+fn loopback_up(pid: i32) -> std::result::Result<(), crate::criu::NotifyError> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "link", "set", "lo", "up"])
+        .output()
+        .map_err(|e| format!("cannot run nsenter: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cannot bring up loopback of restored process {pid}: {}", String::from_utf8_lossy(&out.stderr).trim()).into());
+    }
+    Ok(())
 }
 
 fn unpack_rootfs_diff(tar: &Path, upper: &Path) -> Result<()> {

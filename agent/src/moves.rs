@@ -780,7 +780,7 @@ fn cpuinfo_check(img: &[u8]) -> Result<(), String> {
 
 fn free_disk(path: &Path) -> u64 {
     nix::sys::statvfs::statvfs(path)
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks_available() * s.fragment_size())
         .unwrap_or(0)
 }
 

@@ -1,7 +1,11 @@
 //! A real `migrate-agent` process on a temp state directory and socket, driven through the real
 //! `migrate` CLI (or the gRPC client). Its `Drop` stops the agent and removes every container,
 //! shim, cgroup and directory it made.
+//!
+//! An agent can run in other namespaces than the test's: a named network namespace, or the
+//! network and mount namespaces of a test host (see `hosts.rs`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +30,16 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Namespaces a test agent runs in instead of the test's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentNs {
+    /// The named network namespace `/run/netns/<name>`; only the network namespace changes, so
+    /// `/sys` and `/run/netns` stay the test's.
+    Net(String),
+    /// The network and mount namespaces of process `pid`, a test host's namespace holder.
+    Host(u32),
+}
+
 /// A running agent.
 pub struct TestAgent {
     /// Its node name.
@@ -38,6 +52,9 @@ pub struct TestAgent {
     pub state_dir: PathBuf,
     /// Its cgroup parent.
     pub cgroup_parent: String,
+    /// The namespaces it runs in; `None`: the test's own.
+    pub ns: Option<AgentNs>,
+    env: BTreeMap<String, String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -45,6 +62,11 @@ pub struct TestAgent {
 impl TestAgent {
     /// Writes a config (with `extra` TOML appended) and starts the agent.
     pub fn start(node: &str, extra: &str) -> TestAgent {
+        TestAgent::start_in(node, extra, None)
+    }
+
+    /// Like [`TestAgent::start`], but runs the agent (and every restart of it) in `ns`.
+    pub fn start_in(node: &str, extra: &str, ns: Option<AgentNs>) -> TestAgent {
         crate::prereq::require_runtime();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = tempfile::Builder::new()
@@ -67,6 +89,8 @@ impl TestAgent {
             socket,
             state_dir,
             cgroup_parent,
+            ns,
+            env: BTreeMap::new(),
             dir,
             child: None,
         };
@@ -81,14 +105,21 @@ impl TestAgent {
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("log");
-        let child = Command::new(binary("migrate-agent"))
+        let child = self
+            .command()
             .arg("--config")
             .arg(&self.config)
+            .envs(&self.env)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("start migrate-agent");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start migrate-agent: {e} (nsenter comes from util-linux; run `{}`)",
+                    crate::prereq::SETUP
+                )
+            });
         self.child = Some(child);
         let sock = self.socket.clone();
         wait_for("the agent's socket", Duration::from_secs(20), || {
@@ -99,6 +130,57 @@ impl TestAgent {
             }
             std::os::unix::net::UnixStream::connect(&sock).ok()
         });
+    }
+
+    /// The agent's command line without its arguments: the binary, entered into the agent's
+    /// namespaces when it has its own.
+    fn command(&self) -> Command {
+        let agent = binary("migrate-agent");
+        let enter: Vec<String> = match &self.ns {
+            None => return Command::new(agent),
+            Some(AgentNs::Net(name)) => vec![format!("--net=/run/netns/{name}")],
+            Some(AgentNs::Host(pid)) => {
+                vec![format!("--target={pid}"), "--mount".into(), "--net".into()]
+            }
+        };
+        let mut cmd = Command::new("nsenter");
+        cmd.args(enter).arg("--").arg(agent);
+        cmd
+    }
+
+    /// Sets (or, with an empty `value`, removes) an environment variable of the agent process
+    /// and restarts the agent so it takes effect (or starts it, if it is not running).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        if value.is_empty() {
+            self.env.remove(key);
+        } else {
+            self.env.insert(key.to_string(), value.to_string());
+        }
+        self.stop();
+        self.restart();
+    }
+
+    /// Stops the agent if it runs: SIGTERM, then SIGKILL after 10 s (containers survive both).
+    pub fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        if let Ok(None) = c.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let exited = std::iter::repeat_with(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                c.try_wait()
+            })
+            .take(500)
+            .any(|r| !matches!(r, Ok(None)));
+            if !exited {
+                let _ = c.kill();
+            }
+        }
+        let _ = c.wait();
     }
 
     /// SIGKILLs the agent (containers must survive).
@@ -132,6 +214,20 @@ impl TestAgent {
             .args(args)
             .stdin(Stdio::null())
             .output()
+            .expect("run migrate")
+    }
+
+    /// Starts the real `migrate` CLI against this agent without waiting (stdout and stderr
+    /// piped; collect them with `wait_with_output`).
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(binary("migrate"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run migrate")
     }
 

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod bundle;
+pub mod hosts;
 pub mod netns;
 pub mod prereq;
 pub mod rt;

@@ -122,7 +122,11 @@ impl Container {
         // A private network namespace only ever has loopback (the runtime configures nothing
         // else in it), so CRIU need not save and restore its links, routes and firewall rules:
         // that saves tens of milliseconds of frozen time.
-        let empty_net_ns = self.state.namespaces.iter().any(|ns| ns.typ == "network" && ns.path.is_none());
+        let empty_net_ns = self
+            .state
+            .namespaces
+            .iter()
+            .any(|ns| ns.typ == "network" && ns.path.is_none());
         for ns in &self.state.namespaces {
             if ns.typ == "network" && ns.path.is_some() {
                 let link =

@@ -321,7 +321,11 @@ fn loopback_up(pid: i32) -> std::result::Result<(), crate::criu::NotifyError> {
         .output()
         .map_err(|e| format!("cannot run nsenter: {e}"))?;
     if !out.status.success() {
-        return Err(format!("cannot bring up loopback of restored process {pid}: {}", String::from_utf8_lossy(&out.stderr).trim()).into());
+        return Err(format!(
+            "cannot bring up loopback of restored process {pid}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
     }
     Ok(())
 }

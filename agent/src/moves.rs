@@ -894,13 +894,17 @@ pub fn receive(
         .put_container(&rec)
         .map_err(|e| e.to_string())?;
     if !rec.ip.is_empty() {
+        // Announce in the background: the container already runs, and arping takes a second.
         let net = crate::network::NetSpec {
             ip: rec.ip.clone(),
             mac: rec.mac.clone(),
         };
-        if let Err(e) = crate::network::announce(&agent.config.node, &id, &net) {
-            tracing::warn!(container.id = %id, error = %chain(&e), "gratuitous ARP failed");
-        }
+        let (node, cid) = (agent.config.node.clone(), id.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = crate::network::announce(&node, &cid, &net) {
+                tracing::warn!(container.id = %cid, error = %chain(&e), "gratuitous ARP failed");
+            }
+        });
     }
     agent.watch(&id);
     op.event("running", format!("pid {}", started.pid.unwrap_or(0)));

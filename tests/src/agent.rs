@@ -17,17 +17,22 @@ use crate::rt::wait_for;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// Path of a workspace binary built next to the test binaries (`target/<profile>/<name>`).
+/// Path of a workspace binary in `target/<profile>/`: next to the running binary (the demo and
+/// benchmarks) or one directory up (test binaries live in `target/<profile>/deps/`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing; build it with `cargo build --workspace --bins` (deploy/test.sh does)",
-        path.display()
-    );
-    path
+    let here = exe.parent().expect("exe dir");
+    let candidates = [
+        here.join(name),
+        here.parent().map(|d| d.join(name)).unwrap_or_default(),
+    ];
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(p) => p.clone(),
+        None => panic!(
+            "{} is missing; build it with `cargo build --workspace --bins` (deploy/test.sh does)",
+            candidates[1].display()
+        ),
+    }
 }
 
 /// Namespaces a test agent runs in instead of the test's own.

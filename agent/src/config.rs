@@ -324,6 +324,13 @@ host2 = "198.18.0.2:7443"
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent.toml.example");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.network.unwrap().bridge, "br0");
+    }
+
+    #[test]
     fn peers_need_tls() {
         let text = "node = \"a\"\nstate_dir = \"/s\"\n[peers]\nb = \"198.18.0.2:1\"\n";
         let err = parse(text).unwrap_err().to_string();

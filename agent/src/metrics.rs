@@ -20,6 +20,10 @@ pub struct Metrics {
     pub containers: IntGaugeVec,
     /// RPCs served, by method.
     pub rpcs: IntCounterVec,
+    /// Downtime of successful moves (frozen on the source until running on the target).
+    pub move_downtime: prometheus::Histogram,
+    /// Compressed bytes moves sent to peers.
+    pub move_bytes_sent: IntCounter,
 }
 
 impl Default for Metrics {
@@ -66,8 +70,23 @@ impl Metrics {
             &["method"],
         )
         .expect("metric");
+        let move_downtime = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "migrate_move_downtime_seconds",
+                "Downtime of successful moves",
+            )
+            .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]),
+        )
+        .expect("metric");
+        let move_bytes_sent = IntCounter::new(
+            "migrate_move_bytes_sent_total",
+            "Compressed bytes sent to peers by moves",
+        )
+        .expect("metric");
         for m in [
-            Box::new(operations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(move_downtime.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(move_bytes_sent.clone()),
+            Box::new(operations.clone()),
             Box::new(operation_seconds.clone()),
             Box::new(checkpoint_bytes.clone()),
             Box::new(containers.clone()),
@@ -82,6 +101,8 @@ impl Metrics {
             checkpoint_bytes,
             containers,
             rpcs,
+            move_downtime,
+            move_bytes_sent,
         }
     }
 

@@ -276,6 +276,11 @@ pub async fn move_out(
     report.chunks_total = counters.chunks;
     report.chunks_sent = counters.chunks_sent;
     report.target_pid = pid;
+    agent
+        .metrics
+        .move_downtime
+        .observe(report.downtime_ms as f64 / 1000.0);
+    agent.metrics.move_bytes_sent.inc_by(report.bytes_sent);
     op.event(
         "done",
         format!(

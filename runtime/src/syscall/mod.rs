@@ -4,3 +4,4 @@
 
 pub mod criu;
 pub mod process;
+pub mod signals;

@@ -20,14 +20,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio as ProcStdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use migrate_tests::rt::chain;
 use migrate_tests::{TestBundle, TestRuntime};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use runtime::criu::Criu;
 use runtime::{CheckpointOpts, CreateOpts, RestoreOpts, Runtime};
 use serde_json::{json, Value};
@@ -37,9 +35,6 @@ const USAGE: &str =
 
 /// How long memhog may take to fill its memory, or to verify it again after a restore.
 const WAIT: Duration = Duration::from_secs(180);
-
-/// Set by SIGINT/SIGTERM; waits give up and everything is cleaned up.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 struct Args {
     runs: usize,
@@ -201,7 +196,7 @@ fn run(args: &Args) -> Result<()> {
         .next()
         .unwrap_or("")
         .to_string();
-    install_signal_handlers()?;
+    runtime::syscall::signals::catch_interrupts().context("install signal handlers")?;
     let machine = machine_info(&runc_version, &format!("{criu_version}"), criu.path());
     let memhog = migrate_tests::bundle::static_program("memhog");
 
@@ -293,7 +288,7 @@ fn keep_logs(images: &Path, to: &Path) -> Result<()> {
 }
 
 fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if runtime::syscall::signals::interrupted() {
         bail!("interrupted; cleaned up");
     }
     Ok(())
@@ -665,24 +660,6 @@ fn dir_size(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT and SIGTERM set [`INTERRUPTED`] once (a second one kills, as usual).
-fn install_signal_handlers() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESETHAND,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(sig, &action) }.with_context(|| format!("install {sig} handler"))?;
-    }
-    Ok(())
 }
 
 /// Where the numbers come from.

@@ -15,20 +15,15 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio as ProcStdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use migrate_tests::rt::chain;
 use migrate_tests::{TestBundle, TestRuntime};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use runtime::{CreateOpts, RootfsMode, Runtime, Stdio};
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage: bench-start [--runs N] [--warmup N] [--json] [--runc PATH]";
-
-/// Set by SIGINT/SIGTERM; the loop stops at the next run and everything is cleaned up.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 struct Args {
     runs: usize,
@@ -157,7 +152,7 @@ fn run(args: &Args) -> Result<()> {
         .next()
         .unwrap_or("")
         .to_string();
-    install_signal_handlers()?;
+    runtime::syscall::signals::catch_interrupts().context("install signal handlers")?;
 
     let machine = machine_info(&runc_version, &helper);
     // Declaration order is drop order in reverse: runc state, then our containers and cgroups,
@@ -179,7 +174,7 @@ fn run(args: &Args) -> Result<()> {
     for i in 0..args.warmup + args.runs {
         // Rotate the order every round so no variant always runs right after another.
         for k in 0..Variant::ALL.len() {
-            if INTERRUPTED.load(Ordering::SeqCst) {
+            if runtime::syscall::signals::interrupted() {
                 bail!("interrupted; cleaned up");
             }
             let v = Variant::ALL[(i + k) % Variant::ALL.len()];
@@ -375,25 +370,6 @@ impl Drop for RuncRoot {
             self.force_delete(id);
         }
     }
-}
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT and SIGTERM set [`INTERRUPTED`] once (a second one kills, as usual). No SA_RESTART,
-/// so a blocking wait returns EINTR and the run fails over to cleanup.
-fn install_signal_handlers() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESETHAND,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(sig, &action) }.with_context(|| format!("install {sig} handler"))?;
-    }
-    Ok(())
 }
 
 /// Where the numbers come from.

@@ -85,17 +85,7 @@ impl ExitRecord {
     }
 }
 
-/// An error with its causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use runtime::error::chain;
 
 /// Starts a shim for `spec` and waits for its report. Returns the shim's report.
 pub fn spawn(

@@ -103,3 +103,15 @@ impl Error {
 
 /// Shorthand for the runtime's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and all its causes on one line (`a: b: c`), as users see it.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

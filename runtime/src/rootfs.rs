@@ -133,7 +133,8 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan, cgroup_v2: bool) -> Result<(), Step
     Ok(())
 }
 
-fn mount_root(plan: &RootfsPlan) -> Result<(), StepError> {
+/// Mounts the container's root (overlay or bind) on `plan.mountpoint`.
+pub(crate) fn mount_root(plan: &RootfsPlan) -> Result<(), StepError> {
     let target = &plan.mountpoint;
     match plan.mode {
         RootfsMode::Overlay => {

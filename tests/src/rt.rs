@@ -85,17 +85,7 @@ impl Drop for TestRuntime {
     }
 }
 
-/// An error with its whole chain of causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use runtime::error::chain;
 
 /// Reads a pipe until EOF (or until `timeout`, then panics).
 pub fn read_all(fd: OwnedFd, timeout: Duration) -> String {

@@ -6,12 +6,10 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
-use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources, Spec};
 
-use super::{proc_stat, Container, EXEC_FIFO, SPEC_FILE};
+use super::{proc_stat, Container, Undo, EXEC_FIFO, SPEC_FILE};
 use crate::cgroups::{default_device_rules, Cgroup};
 use crate::error::{Error, Result};
 use crate::factory::Runtime;
@@ -39,28 +37,6 @@ impl Default for CreateOpts {
             rootfs: RootfsMode::Overlay,
             stdio: Stdio::Pipes,
             netns: None,
-        }
-    }
-}
-
-/// What to undo if create fails part-way.
-struct Undo {
-    dir: Option<PathBuf>,
-    cgroup: Option<Cgroup>,
-    pid: Option<i32>,
-}
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid.take() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-        }
-        if let Some(cgroup) = self.cgroup.take() {
-            let _ = cgroup.destroy();
-        }
-        if let Some(dir) = self.dir.take() {
-            let _ = fs::remove_dir_all(dir);
         }
     }
 }
@@ -93,11 +69,7 @@ impl Runtime {
             step: step.to_string(),
             source: Box::new(e),
         };
-        let mut undo = Undo {
-            dir: None,
-            cgroup: None,
-            pid: None,
-        };
+        let mut undo = Undo::default();
 
         fs::DirBuilder::new()
             .mode(0o700)

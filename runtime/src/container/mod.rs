@@ -179,6 +179,34 @@ impl Container {
     }
 }
 
+/// What to undo when create or restore fails part-way: kill the process, unmount, remove the
+/// cgroup and the state directory. Each field is cleared once its thing is kept.
+#[derive(Default)]
+pub(crate) struct Undo {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) mounted: Option<PathBuf>,
+    pub(crate) cgroup: Option<Cgroup>,
+    pub(crate) pid: Option<i32>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(m) = self.mounted.take() {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            let _ = cgroup.destroy();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// Exit code of a wait status: the code, or 128 + signal.
 pub(crate) fn exit_code(status: WaitStatus) -> i32 {
     match status {

@@ -8,20 +8,19 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use super::checkpoint::{CheckpointMeta, NETNS_KEY, ROOTFS_DIFF};
 use super::create::resources_with_default_devices;
-use super::{proc_stat, Container, SPEC_FILE};
+use super::{proc_stat, Container, Undo, SPEC_FILE};
 use crate::cgroups::Cgroup;
 use crate::criu::{notify, CgroupMode, Criu, RestoreRequest};
 use crate::error::{Error, Result};
 use crate::factory::Runtime;
 use crate::id::validate_id;
+use crate::process::plan::RootfsPlan;
 use crate::process::spawn::{ContainerStdio, Stdio};
-use crate::state::{NamespaceState, RootfsMode, State, STATE_VERSION};
+use crate::state::{NamespaceState, State, STATE_VERSION};
 
 /// Options of a restore.
 pub struct RestoreOpts {
@@ -53,32 +52,6 @@ impl Default for RestoreOpts {
 pub struct Restored {
     /// How long CRIU's restore took.
     pub restore_time: Duration,
-}
-
-/// Undoes a partial restore.
-struct Undo {
-    dir: Option<PathBuf>,
-    mounted: Option<PathBuf>,
-    cgroup: Option<Cgroup>,
-    pid: Option<i32>,
-}
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid.take() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-        }
-        if let Some(m) = self.mounted.take() {
-            let _ = umount2(&m, MntFlags::MNT_DETACH);
-        }
-        if let Some(cgroup) = self.cgroup.take() {
-            let _ = cgroup.destroy();
-        }
-        if let Some(dir) = self.dir.take() {
-            let _ = fs::remove_dir_all(dir);
-        }
-    }
 }
 
 impl Runtime {
@@ -135,12 +108,7 @@ impl Runtime {
             step: step.to_string(),
             source: Box::new(e),
         };
-        let mut undo = Undo {
-            dir: None,
-            mounted: None,
-            cgroup: None,
-            pid: None,
-        };
+        let mut undo = Undo::default();
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&state_dir)
@@ -158,8 +126,14 @@ impl Runtime {
         let (upper, work, rootfs) = (mkdir("upper")?, mkdir("work")?, mkdir("rootfs")?);
         unpack_rootfs_diff(&dir.join(ROOTFS_DIFF), &upper)
             .map_err(|e| wrap("unpack rootfs changes", e))?;
-        mount_rootfs(meta.state.rootfs_mode, &lower, &upper, &work, &rootfs)
-            .map_err(|e| wrap("mount rootfs", e))?;
+        let plan = RootfsPlan {
+            mode: meta.state.rootfs_mode,
+            lower: lower.clone(),
+            upper,
+            work,
+            mountpoint: rootfs.clone(),
+        };
+        mount_rootfs(&plan).map_err(|e| wrap("mount rootfs", e))?;
         undo.mounted = Some(rootfs.clone());
         spec.save(state_dir.join(SPEC_FILE)).map_err(|e| {
             wrap(
@@ -362,45 +336,15 @@ fn unpack_rootfs_diff(tar: &Path, upper: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mount_rootfs(
-    mode: RootfsMode,
-    lower: &Path,
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-) -> Result<()> {
-    let r = match mode {
-        RootfsMode::Overlay => {
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                lower.display(),
-                upper.display(),
-                work.display()
-            );
-            mount(
-                Some("overlay"),
-                target,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(data.as_str()),
-            )
-        }
-        RootfsMode::Plain => mount(
-            Some(lower),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        ),
-    };
-    r.map_err(|e| Error::sys(format!("mount rootfs on {}", target.display()), e))?;
+fn mount_rootfs(plan: &RootfsPlan) -> Result<()> {
+    crate::rootfs::mount_root(plan).map_err(|(step, message)| Error::Init { step, message })?;
     // CRIU wants the root's mount private so nothing propagates out of the restored namespace.
     mount(
         None::<&str>,
-        target,
+        &plan.mountpoint,
         None::<&str>,
         MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| Error::sys(format!("make {} private", target.display()), e))
+    .map_err(|e| Error::sys(format!("make {} private", plan.mountpoint.display()), e))
 }

@@ -337,7 +337,6 @@ async fn frozen_phase(
     lap: &mut impl FnMut(&mut MoveReport, &str),
 ) -> Result<(i32, u64), (String, bool)> {
     let no = |e: String| (e, false);
-    let a = agent.clone();
     let c2 = c.clone();
     let dir = agent
         .config
@@ -348,7 +347,7 @@ async fn frozen_phase(
     let node = agent.config.node.clone();
     let has_ip = !rec.ip.is_empty();
     let id = rec.id.clone();
-    let checkpoint = tokio::task::spawn_blocking(move || -> Result<Manifest, String> {
+    let dumped = tokio::task::spawn_blocking(move || -> Result<(), String> {
         c2.pause().map_err(|e| chain(&e))?;
         // Network lock: with the link down nothing reaches the frozen sockets, so their state
         // cannot move past the dump (and a later kill sends no RST to clients).
@@ -365,30 +364,25 @@ async fn frozen_phase(
         if c2.status() != runtime::Status::Paused {
             c2.pause().map_err(|e| chain(&e))?;
         }
-        checkpoint_manifest(&a, &c2, &d2)
+        Ok(())
     })
     .await
     .map_err(|e| no(e.to_string()))?
     .map_err(no);
-    let checkpoint = match checkpoint {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
+    lap(report, "dump");
+    // Hash, compress and send in one pipeline: chunks go out while later ones are still being
+    // cut.
+    let streamed = match dumped {
+        Ok(()) => {
+            op.event("transfer", format!("streaming the checkpoint to {to}"));
+            stream_checkpoint(agent, client, to, op, c, &dir, counters)
+                .await
+                .map_err(no)
         }
+        Err(e) => Err(e),
     };
     let _ = std::fs::remove_dir_all(&dir);
-    lap(report, "dump");
-    op.event(
-        "transfer",
-        format!(
-            "sending {} bytes of checkpoint to {to}",
-            checkpoint.logical_bytes()
-        ),
-    );
-    send_chunks(agent, client, to, op, &checkpoint, counters)
-        .await
-        .map_err(no)?;
+    let checkpoint = streamed?;
     lap(report, "transfer");
     op.event("restore", format!("{to} is restoring {}", rec.id));
     let req = ReceiveRequest {
@@ -487,6 +481,165 @@ async fn commit_source(agent: &Arc<Agent>, id: &str, rec: &ContainerRecord) {
         }
     })
     .await;
+}
+
+/// Cuts the checkpoint in `dir` into chunks (on every core) and streams the ones the target
+/// lacks while the rest are still being cut; returns the committed manifest.
+async fn stream_checkpoint(
+    agent: &Arc<Agent>,
+    client: &mut PeerClient<Channel>,
+    to: &str,
+    op: &OpHandle,
+    c: &runtime::Container,
+    dir: &Path,
+    counters: &mut Counters,
+) -> Result<Manifest, String> {
+    let (refs_tx, mut refs_rx) = tokio::sync::mpsc::channel::<ChunkRef>(4 * HAVE_BATCH);
+    let producer = {
+        let store = agent.store.clone();
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            store.ingest_dir(&dir, |r, _| {
+                let _ = refs_tx.blocking_send(r.clone());
+            })
+        })
+    };
+    let (up_tx, up_rx) = tokio::sync::mpsc::channel::<ChunkUpload>(8);
+    let mut uploader = client.clone();
+    let upload = tokio::spawn(async move {
+        uploader
+            .put_chunks(tokio_stream::wrappers::ReceiverStream::new(up_rx))
+            .await
+    });
+    let corrupt = fault("corrupt-chunk").is_some();
+    let mut seen = HashSet::new();
+    let mut batch: Vec<ChunkRef> = Vec::new();
+    let mut failed = None;
+    loop {
+        let next = refs_rx.recv().await;
+        let done = next.is_none();
+        if let Some(r) = next {
+            counters.raw += r.size;
+            counters.chunks += 1;
+            if seen.insert(r.hash.clone()) {
+                batch.push(r);
+            }
+        }
+        if failed.is_none()
+            && (batch.len() >= HAVE_BATCH / 8
+                || (done && !batch.is_empty())
+                || (refs_rx.is_empty() && !batch.is_empty()))
+        {
+            if let Err(e) = offer(
+                agent,
+                client,
+                to,
+                op.id(),
+                &std::mem::take(&mut batch),
+                &up_tx,
+                corrupt,
+                counters,
+            )
+            .await
+            {
+                failed = Some(e);
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    drop(up_tx);
+    let files = producer
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| chain(&e));
+    let sent = upload
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|s| status_err(to, s));
+    if let Some(e) = failed {
+        return Err(sent.err().unwrap_or(e));
+    }
+    let sent = sent?.into_inner();
+    counters.sent += sent.bytes;
+    counters.chunks_sent += sent.chunks;
+    let files = files?;
+    let spec = std::fs::read(dir.join("config.json")).unwrap_or_default();
+    let m = Manifest {
+        version: MANIFEST_VERSION,
+        id: format!("ckpt-{}-{}", c.id(), uuid::Uuid::new_v4().simple()),
+        kind: "checkpoint".into(),
+        container_id: c.id().to_string(),
+        files,
+        provenance: Provenance {
+            source_node: agent.config.node.clone(),
+            criu_version: agent
+                .criu_report()
+                .as_ref()
+                .map(|r| r.version.to_string())
+                .unwrap_or_default(),
+            kernel: agent.host.kernel.clone(),
+            cpu_model: agent.host.cpu_model.clone(),
+            spec_hash: crate::store::hash(&spec),
+            created_unix: now_unix(),
+        },
+    };
+    agent.store.commit(&m).map_err(|e| chain(&e))?;
+    op.event(
+        "transfer",
+        format!(
+            "sent {} of {} chunks, {} bytes compressed",
+            counters.chunks_sent, counters.chunks, counters.sent
+        ),
+    );
+    Ok(m)
+}
+
+/// Asks the target which of `batch` it lacks and queues those for upload.
+#[allow(clippy::too_many_arguments)]
+async fn offer(
+    agent: &Arc<Agent>,
+    client: &mut PeerClient<Channel>,
+    to: &str,
+    move_id: &str,
+    batch: &[ChunkRef],
+    up: &tokio::sync::mpsc::Sender<ChunkUpload>,
+    corrupt: bool,
+    counters: &mut Counters,
+) -> Result<(), String> {
+    let have = client
+        .have_chunks(HaveChunksRequest {
+            hashes: batch.iter().map(|r| r.hash.clone()).collect(),
+        })
+        .await
+        .map_err(|s| status_err(to, s))?
+        .into_inner()
+        .have;
+    for (r, has) in batch
+        .iter()
+        .zip(have.iter().copied().chain(std::iter::repeat(false)))
+    {
+        if has {
+            continue;
+        }
+        let mut data = agent.store.read_compressed_raw(r).map_err(|e| chain(&e))?;
+        counters.compressed += data.len() as u64;
+        if corrupt && counters.compressed == data.len() as u64 {
+            let n = data.len() / 2;
+            data[n] ^= 0xff;
+        }
+        let upload = ChunkUpload {
+            move_id: move_id.to_string(),
+            hash: r.hash.clone(),
+            size: r.size,
+            data,
+        };
+        if up.send(upload).await.is_err() {
+            return Err(format!("{to} stopped taking chunks"));
+        }
+    }
+    Ok(())
 }
 
 /// Sends the chunks of `m` that the target lacks, compressed.
@@ -616,40 +769,6 @@ fn layer_manifest(agent: &Agent, bundle: &Path) -> Result<Manifest, String> {
             source_node: agent.config.node.clone(),
             created_unix: now_unix(),
             ..Default::default()
-        },
-    };
-    agent.store.commit(&m).map_err(|e| chain(&e))?;
-    Ok(m)
-}
-
-/// The checkpoint directory as a manifest with provenance.
-fn checkpoint_manifest(
-    agent: &Agent,
-    c: &runtime::Container,
-    dir: &Path,
-) -> Result<Manifest, String> {
-    let files = agent
-        .store
-        .ingest_dir(dir, |_, _| {})
-        .map_err(|e| chain(&e))?;
-    let spec = std::fs::read(dir.join("config.json")).unwrap_or_default();
-    let m = Manifest {
-        version: MANIFEST_VERSION,
-        id: format!("ckpt-{}-{}", c.id(), uuid::Uuid::new_v4().simple()),
-        kind: "checkpoint".into(),
-        container_id: c.id().to_string(),
-        files,
-        provenance: Provenance {
-            source_node: agent.config.node.clone(),
-            criu_version: agent
-                .criu_report()
-                .as_ref()
-                .map(|r| r.version.to_string())
-                .unwrap_or_default(),
-            kernel: agent.host.kernel.clone(),
-            cpu_model: agent.host.cpu_model.clone(),
-            spec_hash: crate::store::hash(&spec),
-            created_unix: now_unix(),
         },
     };
     agent.store.commit(&m).map_err(|e| chain(&e))?;

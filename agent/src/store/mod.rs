@@ -24,6 +24,9 @@ pub use manifest::{ChunkRef, FileEntry, Manifest, Provenance, MANIFEST_VERSION};
 /// A chunk's name: its BLAKE3 hash in lowercase hex.
 pub type Hash = String;
 
+/// Chunks hashed and compressed together before they are handed on.
+const INGEST_WINDOW: usize = 16;
+
 /// zstd level for chunks: the fastest level; page images still compress well, and chunks are
 /// compressed while a moving container is frozen.
 pub const ZSTD_LEVEL: i32 = 1;
@@ -157,10 +160,9 @@ impl Store {
         Ok((r, true))
     }
 
-    /// Cuts `data` into chunks and stores them, hashing and compressing on every core.
-    /// Returns the chunks in order, each with whether it was new.
-    fn put_all(&self, data: &[u8]) -> Result<Vec<(ChunkRef, bool)>> {
-        let bounds = chunk_boundaries(data);
+    /// Stores the chunks of `data` at `bounds`, hashing and compressing on every core.
+    /// Returns them in order, each with whether it was new.
+    fn put_all(&self, data: &[u8], bounds: &[(usize, usize)]) -> Result<Vec<(ChunkRef, bool)>> {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -186,6 +188,18 @@ impl Store {
             .into_iter()
             .map(|r| r.expect("every chunk was processed"))
             .collect()
+    }
+
+    /// The compressed bytes of a chunk as stored, unverified (for sending: the receiver
+    /// verifies).
+    pub fn read_compressed_raw(&self, r: &ChunkRef) -> Result<Vec<u8>> {
+        let path = self.chunk_path(&r.hash);
+        fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::Missing {
+                hash: r.hash.clone(),
+            },
+            _ => io("read", &path)(e),
+        })
     }
 
     /// The compressed bytes of a chunk (verified).
@@ -275,11 +289,16 @@ impl Store {
                     .map_err(io("stat", &path))?
                     .permissions(),
             );
-            let chunks = self.put_all(&data)?;
-            for (r, new) in &chunks {
-                on_chunk(r, *new);
+            // A window of chunks at a time, so `on_chunk` (e.g. a sender) can start on the first
+            // chunks of a large file while the rest are still being hashed and compressed.
+            let bounds = chunk_boundaries(&data);
+            let mut chunks = Vec::with_capacity(bounds.len());
+            for window in bounds.chunks(INGEST_WINDOW) {
+                for (r, new) in self.put_all(&data, window)? {
+                    on_chunk(&r, new);
+                    chunks.push(r);
+                }
             }
-            let chunks = chunks.into_iter().map(|(r, _)| r).collect();
             files.push(FileEntry {
                 path: rel,
                 mode: mode & 0o7777,

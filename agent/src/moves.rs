@@ -208,6 +208,17 @@ pub async fn move_out(
             .map_err(|e| e.to_string())??
     };
     send_chunks(&agent, &mut client, to, op, &layer, &mut counters).await?;
+    // The newest earlier checkpoint of this container (from a move or backup made here): most
+    // of its chunks will be in the new checkpoint too, so send them before freezing.
+    if let Some(earlier) = newest_checkpoint(&agent, id) {
+        op.event(
+            "preseed",
+            format!("sending chunks of the earlier checkpoint {}", earlier.id),
+        );
+        let mut preseed = Counters::default();
+        send_chunks(&agent, &mut client, to, op, &earlier, &mut preseed).await?;
+        report.bytes_preseeded = preseed.sent;
+    }
     lap(&mut report, "preseed");
 
     // Freeze: from here on a failure must thaw the source.
@@ -640,6 +651,18 @@ async fn offer(
         }
     }
     Ok(())
+}
+
+/// The newest checkpoint manifest of container `id` in the local store.
+fn newest_checkpoint(agent: &Agent, id: &str) -> Option<Manifest> {
+    agent
+        .store
+        .manifest_ids()
+        .ok()?
+        .iter()
+        .filter_map(|m| agent.store.manifest(m).ok())
+        .filter(|m| m.kind == "checkpoint" && m.container_id == id)
+        .max_by_key(|m| m.provenance.created_unix)
 }
 
 /// Sends the chunks of `m` that the target lacks, compressed.

@@ -303,6 +303,7 @@ impl Agent for Fake {
             chunks_total: 4,
             chunks_sent: 1,
             target_pid: 4242,
+            bytes_preseeded: 0,
         };
         let done = OperationResult {
             success: true,

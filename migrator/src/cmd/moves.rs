@@ -38,6 +38,7 @@ pub struct MoveView {
     pub bytes_raw: u64,
     pub bytes_compressed: u64,
     pub bytes_sent: u64,
+    pub bytes_preseeded: u64,
     pub chunks_total: u64,
     pub chunks_sent: u64,
     pub target_pid: i32,
@@ -57,6 +58,7 @@ impl MoveView {
             bytes_raw: r.bytes_raw,
             bytes_compressed: r.bytes_compressed,
             bytes_sent: r.bytes_sent,
+            bytes_preseeded: r.bytes_preseeded,
             chunks_total: r.chunks_total,
             chunks_sent: r.chunks_sent,
             target_pid: r.target_pid,
@@ -88,6 +90,7 @@ impl Fields for MoveView {
         f.push(("bytes raw", output::bytes(self.bytes_raw)));
         f.push(("bytes compressed", output::bytes(self.bytes_compressed)));
         f.push(("bytes sent", output::bytes(self.bytes_sent)));
+        f.push(("pre-seeded", output::bytes(self.bytes_preseeded)));
         f.push((
             "chunks sent",
             format!("{} of {}", self.chunks_sent, self.chunks_total),

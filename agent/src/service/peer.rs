@@ -87,18 +87,36 @@ impl Peer for PeerApi {
     ) -> Result<Response<PutChunksResponse>, Status> {
         let mut stream = req.into_inner();
         let (mut chunks, mut bytes) = (0u64, 0u64);
+        // Verify and store several chunks at once (decompress + hash is the costly part), while
+        // the next ones arrive.
+        let mut pending = tokio::task::JoinSet::new();
+        let limit = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            * 2;
+        let check = |r: Result<Result<(), (String, String)>, tokio::task::JoinError>| -> Result<(), Status> {
+            match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err((hash, e))) => {
+                    tracing::warn!(chunk = %hash, error = %e, "refused a chunk");
+                    Err(Status::data_loss(e))
+                }
+                Err(e) => Err(Status::internal(e.to_string())),
+            }
+        };
         while let Some(chunk) = stream.message().await? {
             bytes += chunk.data.len() as u64;
             chunks += 1;
             let a = self.agent.clone();
-            let hash = chunk.hash.clone();
-            tokio::task::spawn_blocking(move || crate::moves::put_chunk(&a, &chunk))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| {
-                    tracing::warn!(chunk = %hash, error = %e, "refused a chunk");
-                    Status::data_loss(e)
-                })?;
+            pending.spawn_blocking(move || {
+                crate::moves::put_chunk(&a, &chunk).map_err(|e| (chunk.hash.clone(), e))
+            });
+            while pending.len() >= limit {
+                check(pending.join_next().await.expect("pending is not empty"))?;
+            }
+        }
+        while let Some(r) = pending.join_next().await {
+            check(r)?;
         }
         Ok(Response::new(PutChunksResponse { chunks, bytes }))
     }

@@ -428,11 +428,11 @@ impl Agent {
             if rec.desired == desired::RUNNING {
                 rec.desired = desired::STOPPED.into();
             }
-            let _ = self.catalog.put_container(&rec);
+            let _ = self.catalog.update_container(&rec);
             return false;
         }
         rec.restarts += 1;
-        let _ = self.catalog.put_container(&rec);
+        let _ = self.catalog.update_container(&rec);
         // Back off a little more after each restart, up to 5 s.
         std::thread::sleep(Duration::from_millis(
             (100u64 << rec.restarts.min(6)).min(5000),
@@ -459,7 +459,7 @@ impl Agent {
             Err(e) => {
                 tracing::warn!(container.id = id, error = %e, "restart failed");
                 rec.desired = desired::STOPPED.into();
-                let _ = self.catalog.put_container(&rec);
+                let _ = self.catalog.update_container(&rec);
                 false
             }
         }
@@ -526,7 +526,7 @@ impl Agent {
         if let Some(exit) = ExitRecord::read(&self.exit_path(&rec.id)) {
             rec.exit_code = Some(exit.exit_code);
         }
-        let _ = self.catalog.put_container(rec);
+        let _ = self.catalog.update_container(rec);
     }
 
     /// Sends a signal.

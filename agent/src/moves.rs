@@ -268,8 +268,9 @@ pub async fn move_out(
             "running on {to} as pid {pid} (criu restore {restore_ms} ms); removing the source copy"
         ),
     );
-    drop(busy);
+    // Still holding the claim: the exit watcher must not see the copy die and record it.
     commit_source(&agent, id, &rec).await;
+    drop(busy);
     if let Err(s) = client
         .finish(FinishRequest {
             move_id: op.id().to_string(),
@@ -753,6 +754,19 @@ async fn send_chunks(
 
 /// The bundle as a content-addressed layer: one tar of the bundle directory, chunked.
 fn layer_manifest(agent: &Agent, bundle: &Path) -> Result<Manifest, String> {
+    // A container that arrived by a move runs from a layer unpacked here: reuse that layer as
+    // it is (archiving the unpacked copy again would give a new id for the same content).
+    if bundle.parent() == Some(agent.config.state_dir.join("bundles").as_path()) {
+        if let Some(m) = bundle
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|id| agent.store.manifest(id).ok())
+        {
+            if m.kind == "layer" {
+                return Ok(m);
+            }
+        }
+    }
     let tmp =
         tempfile::tempdir_in(agent.config.state_dir.join("store")).map_err(|e| e.to_string())?;
     let tar = tmp.path().join("bundle.tar");

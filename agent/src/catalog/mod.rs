@@ -223,6 +223,19 @@ impl Catalog {
             .map_err(q("save container"))
     }
 
+    /// Updates a container that still exists; returns false (and writes nothing) if it was
+    /// removed meanwhile, so a late writer cannot bring a removed container back.
+    pub fn update_container(&self, c: &ContainerRecord) -> Result<bool> {
+        self.conn()
+            .execute(
+                "UPDATE containers SET bundle = ?2, restart = ?3, desired = ?4, exit_code = ?5, restarts = ?6,
+                 created_unix = ?7, ip = ?8, mac = ?9 WHERE id = ?1",
+                params![c.id, c.bundle, c.restart.as_str(), c.desired, c.exit_code, c.restarts, c.created_unix, c.ip, c.mac],
+            )
+            .map(|n| n > 0)
+            .map_err(q("update container"))
+    }
+
     /// One container.
     pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>> {
         self.conn()
@@ -441,7 +454,17 @@ mod tests {
         assert_eq!(all[0].restart, Restart::Always);
         c.delete_container("a").unwrap();
         assert_eq!(c.container("a").unwrap(), None);
-        assert_eq!(c.container("b").unwrap(), Some(rec("b")));
+        let mut ghost = rec("a");
+        ghost.restarts = 9;
+        assert!(
+            !c.update_container(&ghost).unwrap(),
+            "an update brought a removed container back"
+        );
+        assert_eq!(c.container("a").unwrap(), None);
+        let mut b = rec("b");
+        b.restarts = 2;
+        assert!(c.update_container(&b).unwrap());
+        assert_eq!(c.container("b").unwrap(), Some(b));
     }
 
     #[test]

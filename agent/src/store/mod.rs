@@ -143,7 +143,7 @@ impl Store {
             return Ok(());
         }
         verify(hash, size, compressed)?;
-        self.write_atomic(&self.chunk_path(hash), compressed)
+        self.write_chunk(&self.chunk_path(hash), compressed)
     }
 
     /// Stores raw data as a chunk; returns its reference and whether it was new.
@@ -156,7 +156,7 @@ impl Store {
         if self.has(&h) {
             return Ok((r, false));
         }
-        self.write_atomic(&self.chunk_path(&h), &compress(data))?;
+        self.write_chunk(&self.chunk_path(&h), &compress(data))?;
         Ok((r, true))
     }
 
@@ -247,8 +247,22 @@ impl Store {
 
     /// The content of a chunk (verified).
     pub fn read(&self, r: &ChunkRef) -> Result<Vec<u8>> {
-        let compressed = self.read_compressed(r)?;
-        Ok(zstd::bulk::decompress(&compressed, r.size as usize).expect("verified above"))
+        verify(&r.hash, r.size, &self.read_compressed_raw(r)?)
+    }
+
+    /// Writes a chunk file: temp file, then rename, so a chunk file is never partial. It is not
+    /// fsynced here: [`Store::commit`] syncs the whole filesystem once before a manifest that
+    /// names it becomes visible (thousands of per-chunk fsyncs cost seconds).
+    fn write_chunk(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let dir = path.parent().expect("chunk paths have a parent");
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let tmp = self.root.join("tmp").join(format!(
+            "{}.{}",
+            uuid::Uuid::new_v4().simple(),
+            std::process::id()
+        ));
+        fs::write(&tmp, data).map_err(io("write", &tmp))?;
+        fs::rename(&tmp, path).map_err(io("rename into place", path))
     }
 
     fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
@@ -323,6 +337,9 @@ impl Store {
                 });
             }
         }
+        // Every chunk file durable before the manifest naming them is.
+        let root = File::open(&self.root).map_err(io("open", &self.root))?;
+        nix::unistd::syncfs(&root).map_err(|e| io("sync", &self.root)(e.into()))?;
         let data = serde_json::to_vec_pretty(m).expect("manifest serializes");
         self.write_atomic(&self.manifest_path(&m.id), &data)
     }

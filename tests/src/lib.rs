@@ -3,6 +3,7 @@
 //! skip) with the set-up command.
 
 pub mod agent;
+pub mod bench;
 pub mod bundle;
 pub mod hosts;
 pub mod netns;

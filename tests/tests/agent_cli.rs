@@ -355,3 +355,54 @@ fn metrics_endpoint_counts_operations() {
         "{body}"
     );
 }
+
+#[test]
+fn sigterm_drains_a_running_checkpoint_before_exiting() {
+    migrate_tests::prereq::require_criu();
+    let mut agent = TestAgent::start("host1", "");
+    let b = TestBundle::busybox(&["/bin/memhog", "256", "/tmp/mem"]);
+    b.add_file(
+        &migrate_tests::bundle::static_program("memhog"),
+        "/bin/memhog",
+    );
+    agent.ok(&["run", "big", "--bundle", &b.path().display().to_string()]);
+    wait_for("memory filled", T, || {
+        let out = agent.cli(&["exec", "big", "--", "cat", "/tmp/mem"]);
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("ok ")
+            .then_some(())
+    });
+    let cli = agent.spawn_cli(&["checkpoint", "big", "--leave-running"]);
+    wait_for("the dump to start", T, || {
+        agent.log().contains("freezing and dumping").then_some(())
+    });
+    let status = agent.terminate();
+    assert!(
+        status.success(),
+        "the agent did not exit cleanly: {status}\n{}",
+        agent.log()
+    );
+    let out = cli.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the checkpoint in flight failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        agent.log().contains("waiting for operations to finish"),
+        "no drain in the log:\n{}",
+        agent.log()
+    );
+    agent.restart();
+    let ops = json_lines(&agent.ok(&["ops", "--output", "json"]));
+    assert_eq!(
+        (ops[0]["kind"].as_str(), ops[0]["state"].as_str()),
+        (Some("checkpoint"), Some("succeeded")),
+        "{ops:?}"
+    );
+    assert_eq!(
+        ps(&agent)[0]["status"],
+        "running",
+        "the container stopped with the agent"
+    );
+}

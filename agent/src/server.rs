@@ -15,6 +15,11 @@ use crate::daemon::Agent;
 use crate::service::{local::LocalApi, peer::PeerApi};
 use crate::tls;
 
+/// Unreferenced chunks older than this are garbage.
+const GC_AGE: Duration = Duration::from_secs(3600);
+/// How often the store is collected.
+const GC_INTERVAL: Duration = Duration::from_secs(600);
+
 /// How long SIGTERM waits for running operations before the agent exits anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -86,6 +91,26 @@ pub async fn serve(agent: Arc<Agent>) -> anyhow::Result<()> {
                 .with_context(|| format!("metrics on {addr} failed"))
         });
     }
+
+    // Chunks no manifest names (a transfer cut off before its manifest) are removed once they
+    // are an hour old; younger ones may belong to a manifest being assembled.
+    let gc_agent = agent.clone();
+    tokio::spawn(async move {
+        loop {
+            let a = gc_agent.clone();
+            let cutoff = std::time::SystemTime::now() - GC_AGE;
+            match tokio::task::spawn_blocking(move || a.store.gc(cutoff)).await {
+                Ok(Ok((n, bytes))) if n > 0 => {
+                    tracing::info!(chunks = n, bytes, "store: removed unreferenced chunks")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %crate::shim::chain(&e), "store garbage collection failed")
+                }
+                _ => {}
+            }
+            tokio::time::sleep(GC_INTERVAL).await;
+        }
+    });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -140,6 +140,7 @@ impl Store {
             });
         }
         if self.has(hash) {
+            self.touch(hash);
             return Ok(());
         }
         verify(hash, size, compressed)?;
@@ -154,6 +155,7 @@ impl Store {
             size: data.len() as u64,
         };
         if self.has(&h) {
+            self.touch(&h);
             return Ok((r, false));
         }
         self.write_chunk(&self.chunk_path(&h), &compress(data))?;
@@ -384,6 +386,14 @@ impl Store {
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &path)(e)),
             _ => Ok(()),
+        }
+    }
+
+    /// Marks a reused chunk as young, so [`Store::gc`] spares it while the manifest that reuses
+    /// it is being assembled.
+    fn touch(&self, hash: &str) {
+        if let Ok(f) = File::options().append(true).open(self.chunk_path(hash)) {
+            let _ = f.set_modified(std::time::SystemTime::now());
         }
     }
 

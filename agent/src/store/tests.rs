@@ -193,4 +193,17 @@ fn gc_removes_only_unreferenced_old_chunks() {
     assert_eq!(removed, 1);
     assert!(store.has(&keep.hash));
     assert_eq!(store.read(&keep).unwrap(), b"kept");
+    // Reusing an unreferenced chunk makes it young again: a collection with a cutoff before the
+    // reuse spares it.
+    let (orphan, _) = store.put(b"orphan").unwrap();
+    let before_reuse = std::time::SystemTime::now();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (again, new) = store.put(b"orphan").unwrap();
+    assert!(!new && again == orphan);
+    assert_eq!(
+        store.gc(before_reuse).unwrap().0,
+        0,
+        "a just-reused chunk was collected"
+    );
+    assert!(store.has(&orphan.hash));
 }

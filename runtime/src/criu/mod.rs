@@ -96,8 +96,21 @@ impl Criu {
             Path::new(INSTALLED_CRIU),
             env::var_os("PATH"),
         )?;
+        // Asking CRIU for its version costs a process start (~3 ms); remember a binary that
+        // passed, for as long as it is the same file.
+        static CHECKED: std::sync::Mutex<Option<(PathBuf, Option<std::time::SystemTime>)>> =
+            std::sync::Mutex::new(None);
+        let stamp = (
+            path.clone(),
+            std::fs::metadata(&path).and_then(|m| m.modified()).ok(),
+        );
+        let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+        if checked.as_ref() == Some(&stamp) {
+            return Ok(Criu::at(path));
+        }
         let criu = Criu::at(path);
         criu.ensure_version()?;
+        *checked = Some(stamp);
         Ok(criu)
     }
 

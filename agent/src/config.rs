@@ -73,6 +73,10 @@ pub struct Config {
     /// Rotated log files kept (default 3).
     #[serde(default = "default_log_keep")]
     pub log_keep: u32,
+    /// Where a move's images live while it runs (default: `/dev/shm/migrate-<node>` when
+    /// `/dev/shm` is a tmpfs, else `<state_dir>/checkpoints`).
+    #[serde(default)]
+    pub scratch_dir: Option<PathBuf>,
     /// The peer API.
     #[serde(default)]
     pub peer: Option<PeerListen>,
@@ -150,6 +154,14 @@ impl Config {
         };
         if let Err(reason) = validate_node_name(&self.node) {
             return Err(bad("node", reason));
+        }
+        if let Some(p) = &self.scratch_dir {
+            if !p.is_absolute() {
+                return Err(bad(
+                    "scratch_dir",
+                    format!("{} is not an absolute path", p.display()),
+                ));
+            }
         }
         for (key, p) in [("state_dir", &self.state_dir), ("socket", &self.socket)] {
             if !p.is_absolute() {
@@ -232,6 +244,22 @@ impl Config {
     pub fn checkpoints_dir(&self) -> PathBuf {
         self.state_dir.join("checkpoints")
     }
+    /// Where moves keep their images while they run.
+    pub fn scratch_dir(&self) -> PathBuf {
+        if let Some(p) = &self.scratch_dir {
+            return p.clone();
+        }
+        let shm = Path::new("/dev/shm");
+        let tmpfs = nix::sys::statfs::statfs(shm)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+            .unwrap_or(false);
+        if tmpfs {
+            shm.join(format!("migrate-{}", self.node))
+        } else {
+            self.checkpoints_dir()
+        }
+    }
+
     /// The catalog database.
     pub fn catalog_path(&self) -> PathBuf {
         self.state_dir.join("catalog.db")

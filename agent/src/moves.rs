@@ -350,10 +350,7 @@ async fn frozen_phase(
 ) -> Result<(i32, u64), (String, bool)> {
     let no = |e: String| (e, false);
     let c2 = c.clone();
-    let dir = agent
-        .config
-        .checkpoints_dir()
-        .join(format!("move-{}", op.id()));
+    let dir = move_dir(agent, op.id());
     let tcp = !rec.ip.is_empty();
     let d2 = dir.clone();
     let node = agent.config.node.clone();
@@ -652,6 +649,11 @@ async fn offer(
         }
     }
     Ok(())
+}
+
+/// Where a move's images live while it runs (see [`crate::config::Config::scratch_dir`]).
+fn move_dir(agent: &Agent, move_id: &str) -> PathBuf {
+    agent.config.scratch_dir().join(format!("move-{move_id}"))
 }
 
 /// The newest checkpoint manifest of container `id` in the local store.
@@ -1006,10 +1008,7 @@ pub fn receive(
     agent.store.commit(&layer).map_err(|e| chain(&e))?;
     agent.store.commit(&ckpt).map_err(|e| chain(&e))?;
     let bundle = materialize_layer(agent, &layer)?;
-    let dir = agent
-        .config
-        .checkpoints_dir()
-        .join(format!("move-{}", op.id()));
+    let dir = move_dir(agent, op.id());
     let _ = std::fs::remove_dir_all(&dir);
     agent
         .store
@@ -1128,12 +1127,7 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(move_id);
-        let _ = std::fs::remove_dir_all(
-            agent
-                .config
-                .checkpoints_dir()
-                .join(format!("move-{move_id}")),
-        );
+        let _ = std::fs::remove_dir_all(move_dir(agent, move_id));
         if let Some(r) = &record {
             let _ = agent.catalog.journal(&crate::catalog::JournalEntry {
                 operation_id: r.id.clone(),
@@ -1166,12 +1160,7 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
             unix_ms: crate::ops::now_ms(),
         });
     }
-    let _ = std::fs::remove_dir_all(
-        agent
-            .config
-            .checkpoints_dir()
-            .join(format!("move-{move_id}")),
-    );
+    let _ = std::fs::remove_dir_all(move_dir(agent, move_id));
     discard_received(agent, move_id);
     Ok(())
 }

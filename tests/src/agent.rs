@@ -60,6 +60,8 @@ pub struct TestAgent {
     /// The namespaces it runs in; `None`: the test's own.
     pub ns: Option<AgentNs>,
     env: BTreeMap<String, String>,
+    /// Where its moves keep their images.
+    pub scratch: tempfile::TempDir,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -82,10 +84,17 @@ impl TestAgent {
         let socket = dir.path().join("agent.sock");
         let cgroup_parent = format!("/migrate-test-agent-{}-{n}", std::process::id());
         let config = dir.path().join("agent.toml");
+        // Moves keep their images on tmpfs (as in production), in a directory of this agent's
+        // own so tests can check it is left empty.
+        let scratch = tempfile::Builder::new()
+            .prefix("migrate-test-scratch-")
+            .tempdir_in("/dev/shm")
+            .expect("scratch dir on /dev/shm");
         let text = format!(
-            "node = \"{node}\"\nstate_dir = \"{}\"\nsocket = \"{}\"\ncgroup_parent = \"{cgroup_parent}\"\n{extra}\n",
+            "node = \"{node}\"\nstate_dir = \"{}\"\nsocket = \"{}\"\ncgroup_parent = \"{cgroup_parent}\"\nscratch_dir = \"{}\"\n{extra}\n",
             state_dir.display(),
-            socket.display()
+            socket.display(),
+            scratch.path().display()
         );
         std::fs::write(&config, text).expect("write config");
         let mut agent = TestAgent {
@@ -96,6 +105,7 @@ impl TestAgent {
             cgroup_parent,
             ns,
             env: BTreeMap::new(),
+            scratch,
             dir,
             child: None,
         };

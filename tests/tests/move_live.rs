@@ -27,7 +27,7 @@ fn stateful_bundle() -> TestBundle {
     let b = TestBundle::busybox(&[
         "sh",
         "-c",
-        "/bin/memhog 32 /tmp/mem & nc -ll -p 8000 -e cat & exec 3>>/tmp/log; i=0; while :; do i=$((i+1)); echo $i > /tmp/count; echo line$i >&3; usleep 50000; done",
+        "/bin/memhog 32 /tmp/mem & nc -ll -p 8000 -e cat & exec 3>>/tmp/log; i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; echo line$i >&3; usleep 50000; done",
     ]);
     b.add_file(
         &migrate_tests::bundle::static_program("memhog"),
@@ -164,6 +164,18 @@ fn stateful_container_moves_there_and_back() {
     assert_eq!(echo(&mut conn, "home"), "home\n");
     let home = state(&hosts, &hosts.host1);
     assert!(home.count >= there.count && home.mem.ends_with(&checksum) && home.log_ok);
+    for h in [&hosts.host1, &hosts.host2] {
+        let left: Vec<_> = std::fs::read_dir(h.scratch.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "move images left in {}: {left:?}",
+            h.scratch.path().display()
+        );
+    }
 }
 
 #[test]

@@ -4,12 +4,11 @@
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources, Spec};
 
-use super::{proc_stat, Container, Undo, EXEC_FIFO, SPEC_FILE};
+use super::{now_unix, proc_stat, stdio_links, Container, Undo, EXEC_FIFO, SPEC_FILE};
 use crate::cgroups::{default_device_rules, Cgroup};
 use crate::error::{Error, Result};
 use crate::factory::Runtime;
@@ -142,20 +141,11 @@ impl Runtime {
             bundle: bundle.dir.clone(),
             pid,
             pid_start_time,
-            created_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_unix: now_unix(),
             cgroup_path,
             rootfs_mode: opts.rootfs,
             rootfs_lower: bundle.rootfs.clone(),
-            stdio: (0..3)
-                .map(|fd| {
-                    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                })
-                .collect(),
+            stdio: stdio_links(pid),
             namespaces: namespace_states(&bundle.spec),
             annotations: bundle
                 .spec

@@ -207,6 +207,25 @@ impl Drop for Undo {
     }
 }
 
+/// What fds 0, 1 and 2 of `pid` point to (`pipe:[123]`, ...): restore re-attaches these.
+pub(crate) fn stdio_links(pid: i32) -> Vec<String> {
+    (0..3)
+        .map(|fd| {
+            fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Exit code of a wait status: the code, or 128 + signal.
 pub(crate) fn exit_code(status: WaitStatus) -> i32 {
     match status {

@@ -5,14 +5,14 @@ use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::Spec;
 
 use super::checkpoint::{CheckpointMeta, NETNS_KEY, ROOTFS_DIFF};
 use super::create::resources_with_default_devices;
-use super::{proc_stat, Container, Undo, SPEC_FILE};
+use super::{now_unix, proc_stat, stdio_links, Container, Undo, SPEC_FILE};
 use crate::cgroups::Cgroup;
 use crate::criu::{notify, CgroupMode, Criu, RestoreRequest};
 use crate::error::{Error, Result};
@@ -240,20 +240,11 @@ impl Runtime {
             bundle: bundle_dir,
             pid,
             pid_start_time,
-            created_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_unix: now_unix(),
             cgroup_path,
             rootfs_mode: meta.state.rootfs_mode,
             rootfs_lower: lower,
-            stdio: (0..3)
-                .map(|fd| {
-                    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                })
-                .collect(),
+            stdio: stdio_links(pid),
             namespaces: namespaces
                 .into_iter()
                 .map(|ns| NamespaceState {

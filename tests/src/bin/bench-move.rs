@@ -1028,31 +1028,7 @@ fn dd_bytes(text: &str) -> Option<u64> {
 
 /// Where the numbers come from.
 fn machine_info(runc_version: &str, criu: &str, zstd: &str) -> Value {
-    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .and_then(|r| r.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let mem_kib: u64 = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("MemTotal:")
-                .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0);
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "kernel": read("/proc/sys/kernel/osrelease").trim(),
-        "cpu": cpu,
-        "mem_gib": (mem_kib as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
-        "runc": runc_version,
-        "criu": criu,
-        "zstd": zstd,
-    })
+    migrate_tests::bench::machine_with(json!({ "runc": runc_version, "criu": criu, "zstd": zstd }))
 }
 
 fn ms(d: Duration) -> f64 {

@@ -357,24 +357,7 @@ impl Drop for RuncRoot {
 
 /// Where the numbers come from.
 fn machine_info(runc_version: &str, helper: &Path) -> Value {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpuinfo = read("/proc/cpuinfo");
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .and_then(|r| r.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let mem_kib: u64 = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("MemTotal:")
-                .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0);
-    let mounts = read("/proc/self/mounts");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let cgroups = if mounts
         .lines()
         .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/cgroup") && l.contains(" cgroup2 "))
@@ -385,15 +368,11 @@ fn machine_info(runc_version: &str, helper: &Path) -> Value {
     } else {
         "v1"
     };
-    json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "kernel": read("/proc/sys/kernel/osrelease").trim(),
-        "cpu": cpu,
-        "mem_gib": (mem_kib as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+    migrate_tests::bench::machine_with(json!({
         "cgroups": cgroups,
         "runc": runc_version,
         "helper": helper.display().to_string(),
-    })
+    }))
 }
 
 /// Median, p10, p90 and min of a set of durations, in ms.

@@ -686,69 +686,39 @@ async fn send_chunks(
             unique.push(r.clone());
         }
     }
-    let mut missing = Vec::new();
-    for batch in unique.chunks(HAVE_BATCH) {
-        let have = client
-            .have_chunks(HaveChunksRequest {
-                hashes: batch.iter().map(|r| r.hash.clone()).collect(),
-            })
+    let (up_tx, up_rx) = tokio::sync::mpsc::channel::<ChunkUpload>(8);
+    let mut uploader = client.clone();
+    let upload = tokio::spawn(async move {
+        uploader
+            .put_chunks(tokio_stream::wrappers::ReceiverStream::new(up_rx))
             .await
-            .map_err(|s| status_err(to, s))?
-            .into_inner()
-            .have;
-        missing.extend(
-            batch
-                .iter()
-                .zip(have.iter().copied().chain(std::iter::repeat(false)))
-                .filter(|(_, h)| !h)
-                .map(|(r, _)| r.clone()),
-        );
-    }
-    let total: u64 = missing.iter().map(|r| r.size).sum();
-    // Reading and (already compressed) chunks stream from a blocking producer while the sender
-    // pushes them; the channel bounds memory to a few chunks.
-    let (tx, rx) = tokio::sync::mpsc::channel::<ChunkUpload>(8);
-    let store = agent.store.clone();
-    let move_id = op.id().to_string();
-    let corrupt = fault("corrupt-chunk").is_some();
-    let producer = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-        let mut compressed = 0;
-        for (i, r) in missing.into_iter().enumerate() {
-            let mut data = store.read_compressed(&r).map_err(|e| chain(&e))?;
-            compressed += data.len() as u64;
-            if corrupt && i == 0 {
-                let n = data.len() / 2;
-                data[n] ^= 0xff;
-            }
-            if tx
-                .blocking_send(ChunkUpload {
-                    move_id: move_id.clone(),
-                    hash: r.hash,
-                    size: r.size,
-                    data,
-                })
-                .is_err()
-            {
-                break;
-            }
-        }
-        Ok(compressed)
     });
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let sent = client
-        .put_chunks(stream)
+    let corrupt = fault("corrupt-chunk").is_some();
+    let mut failed = None;
+    for batch in unique.chunks(HAVE_BATCH) {
+        if let Err(e) = offer(agent, client, to, op.id(), batch, &up_tx, corrupt, counters).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    drop(up_tx);
+    let sent = upload
         .await
+        .map_err(|e| e.to_string())?
         .map_err(|s| status_err(to, s));
-    let compressed = producer.await.map_err(|e| e.to_string())??;
+    if let Some(e) = failed {
+        return Err(sent.err().unwrap_or(e));
+    }
     let sent = sent?.into_inner();
     counters.sent += sent.bytes;
     counters.chunks_sent += sent.chunks;
-    counters.compressed += compressed;
     op.event(
         "transfer",
         format!(
-            "sent {} chunks, {} bytes compressed ({} bytes raw needed)",
-            sent.chunks, sent.bytes, total
+            "sent {} of {} chunks, {} bytes compressed",
+            sent.chunks,
+            unique.len(),
+            sent.bytes
         ),
     );
     Ok(())

@@ -64,6 +64,9 @@ pub struct Agent {
     pub store: crate::store::Store,
     /// Chunks received per incoming move, to discard them if the move is aborted.
     pub incoming: Mutex<std::collections::HashMap<String, HashSet<String>>>,
+    /// Held (shared) by whatever writes chunks before committing the manifest that names them
+    /// (backups, outgoing moves); garbage collection takes it exclusively.
+    pub store_lock: Arc<tokio::sync::RwLock<()>>,
     exe: PathBuf,
     started: Instant,
     watched: Mutex<HashSet<String>>,
@@ -143,6 +146,7 @@ impl Agent {
             criu: OnceLock::new(),
             store,
             incoming: Mutex::new(std::collections::HashMap::new()),
+            store_lock: Arc::new(tokio::sync::RwLock::new(())),
             exe: std::env::current_exe().context("cannot find the agent's own binary")?,
             started: Instant::now(),
             watched: Mutex::new(HashSet::new()),
@@ -311,6 +315,23 @@ impl Agent {
                 rec.ip
             )));
         }
+        self.network_setup(rec, Some(bridge))
+    }
+
+    /// Like [`Agent::network_up`], but the namespace is not connected to anything: the
+    /// container keeps its address and reaches no one (restore tests).
+    pub fn network_isolated(&self, rec: &ContainerRecord) -> Result<Option<PathBuf>> {
+        if rec.ip.is_empty() {
+            return Ok(None);
+        }
+        self.network_setup(rec, None)
+    }
+
+    fn network_setup(
+        &self,
+        rec: &ContainerRecord,
+        bridge: Option<&str>,
+    ) -> Result<Option<PathBuf>> {
         let net = crate::network::NetSpec {
             ip: rec.ip.clone(),
             mac: rec.mac.clone(),
@@ -471,6 +492,7 @@ impl Agent {
         let n = self
             .catalog
             .fail_interrupted_operations(crate::ops::now_ms())?;
+        crate::backups::recover(self, &interrupted);
         tokio::spawn(crate::moves::recover(self.clone(), interrupted));
         if n > 0 {
             tracing::warn!(
@@ -753,6 +775,7 @@ impl Agent {
                     checkpoint: PathBuf::from(&ckpt.dir),
                     netns: None,
                     bundle: None,
+                    tcp_close: false,
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -786,6 +809,27 @@ impl Agent {
             container: Some(self.describe(&rec)),
             ..Default::default()
         })
+    }
+
+    /// Deletes chunks that no manifest references and that are older than `min_age`, sparing
+    /// the chunks of incoming transfers. Waits for backups and moves that are writing chunks.
+    /// Blocking.
+    pub fn collect_garbage(&self, min_age: Duration) -> std::result::Result<(usize, u64), String> {
+        let _exclusive = self.store_lock.blocking_write();
+        let keep: HashSet<String> = self
+            .incoming
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        let since = std::time::SystemTime::now() - min_age;
+        let (n, bytes) = self.store.gc(since, &keep).map_err(|e| shim::chain(&e))?;
+        if n > 0 {
+            tracing::info!(chunks = n, bytes, "store: removed unreferenced chunks");
+        }
+        Ok((n, bytes))
     }
 
     /// The `criu check` report (computed once).

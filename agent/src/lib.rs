@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backups;
 pub mod catalog;
 pub mod certs;
 pub mod config;

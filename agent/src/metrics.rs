@@ -24,6 +24,14 @@ pub struct Metrics {
     pub move_downtime: prometheus::Histogram,
     /// Compressed bytes moves sent to peers.
     pub move_bytes_sent: IntCounter,
+    /// Backups taken here.
+    pub backups: IntCounter,
+    /// How long backups froze their container.
+    pub backup_frozen: prometheus::Histogram,
+    /// Compressed bytes backups added to the store (new chunks only).
+    pub backup_bytes_added: IntCounter,
+    /// Compressed bytes sent to replicas.
+    pub backup_bytes_sent: IntCounter,
 }
 
 impl Default for Metrics {
@@ -83,8 +91,32 @@ impl Metrics {
             "Compressed bytes sent to peers by moves",
         )
         .expect("metric");
+        let backups =
+            IntCounter::new("migrate_backups_total", "Backups taken on this host").expect("metric");
+        let backup_frozen = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "migrate_backup_frozen_seconds",
+                "How long backups froze their container",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )
+        .expect("metric");
+        let backup_bytes_added = IntCounter::new(
+            "migrate_backup_bytes_added_total",
+            "Compressed bytes backups added to the store (new chunks)",
+        )
+        .expect("metric");
+        let backup_bytes_sent = IntCounter::new(
+            "migrate_backup_bytes_sent_total",
+            "Compressed bytes of backups sent to replicas",
+        )
+        .expect("metric");
         for m in [
-            Box::new(move_downtime.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(backups.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(backup_frozen.clone()),
+            Box::new(backup_bytes_added.clone()),
+            Box::new(backup_bytes_sent.clone()),
+            Box::new(move_downtime.clone()),
             Box::new(move_bytes_sent.clone()),
             Box::new(operations.clone()),
             Box::new(operation_seconds.clone()),
@@ -103,6 +135,10 @@ impl Metrics {
             rpcs,
             move_downtime,
             move_bytes_sent,
+            backups,
+            backup_frozen,
+            backup_bytes_added,
+            backup_bytes_sent,
         }
     }
 

@@ -80,14 +80,14 @@ fn status_err(host: &str, s: tonic::Status) -> String {
     format!("{host}: {}", chain(&s))
 }
 
-/// Progress counters of a move.
+/// Progress counters of a transfer (a move, or a backup's replication).
 #[derive(Default)]
-struct Counters {
-    raw: u64,
-    compressed: u64,
-    sent: u64,
-    chunks: u64,
-    chunks_sent: u64,
+pub(crate) struct Counters {
+    pub raw: u64,
+    pub compressed: u64,
+    pub sent: u64,
+    pub chunks: u64,
+    pub chunks_sent: u64,
 }
 
 /// The source side of a move.
@@ -197,6 +197,9 @@ pub async fn move_out(
         });
     }
 
+    // Chunks written from here on are named by a manifest only at the end: keep garbage
+    // collection away until then.
+    let _store = agent.store_lock.clone().read_owned().await;
     // Pre-seed while the container runs: the bundle it was created from.
     op.event("preseed", "sending the bundle layer the target lacks");
     let mut counters = Counters::default();
@@ -573,26 +576,13 @@ async fn stream_checkpoint(
     let sent = sent?.into_inner();
     counters.sent += sent.bytes;
     counters.chunks_sent += sent.chunks;
-    let files = files?;
-    let spec = std::fs::read(dir.join("config.json")).unwrap_or_default();
     let m = Manifest {
         version: MANIFEST_VERSION,
         id: format!("ckpt-{}-{}", c.id(), uuid::Uuid::new_v4().simple()),
         kind: "checkpoint".into(),
         container_id: c.id().to_string(),
-        files,
-        provenance: Provenance {
-            source_node: agent.config.node.clone(),
-            criu_version: agent
-                .criu_report()
-                .as_ref()
-                .map(|r| r.version.to_string())
-                .unwrap_or_default(),
-            kernel: agent.host.kernel.clone(),
-            cpu_model: agent.host.cpu_model.clone(),
-            spec_hash: crate::store::hash(&spec),
-            created_unix: now_unix(),
-        },
+        files: files?,
+        provenance: provenance(agent, dir),
     };
     agent.store.commit(&m).map_err(|e| chain(&e))?;
     op.event(
@@ -603,6 +593,23 @@ async fn stream_checkpoint(
         ),
     );
     Ok(m)
+}
+
+/// Where and how the checkpoint in `dir` was made.
+pub(crate) fn provenance(agent: &Agent, dir: &Path) -> Provenance {
+    let spec = std::fs::read(dir.join("config.json")).unwrap_or_default();
+    Provenance {
+        source_node: agent.config.node.clone(),
+        criu_version: agent
+            .criu_report()
+            .as_ref()
+            .map(|r| r.version.to_string())
+            .unwrap_or_default(),
+        kernel: agent.host.kernel.clone(),
+        cpu_model: agent.host.cpu_model.clone(),
+        spec_hash: crate::store::hash(&spec),
+        created_unix: now_unix(),
+    }
 }
 
 /// Asks the target which of `batch` it lacks and queues those for upload.
@@ -656,7 +663,7 @@ fn move_dir(agent: &Agent, move_id: &str) -> PathBuf {
     agent.config.scratch_dir().join(format!("move-{move_id}"))
 }
 
-/// The newest checkpoint manifest of container `id` in the local store.
+/// The newest checkpoint or backup manifest of container `id` in the local store.
 fn newest_checkpoint(agent: &Agent, id: &str) -> Option<Manifest> {
     agent
         .store
@@ -664,12 +671,12 @@ fn newest_checkpoint(agent: &Agent, id: &str) -> Option<Manifest> {
         .ok()?
         .iter()
         .filter_map(|m| agent.store.manifest(m).ok())
-        .filter(|m| m.kind == "checkpoint" && m.container_id == id)
+        .filter(|m| (m.kind == "checkpoint" || m.kind == "backup") && m.container_id == id)
         .max_by_key(|m| m.provenance.created_unix)
 }
 
 /// Sends the chunks of `m` that the target lacks, compressed.
-async fn send_chunks(
+pub(crate) async fn send_chunks(
     agent: &Arc<Agent>,
     client: &mut PeerClient<Channel>,
     to: &str,
@@ -725,7 +732,7 @@ async fn send_chunks(
 }
 
 /// The bundle as a content-addressed layer: one tar of the bundle directory, chunked.
-fn layer_manifest(agent: &Agent, bundle: &Path) -> Result<Manifest, String> {
+pub(crate) fn layer_manifest(agent: &Agent, bundle: &Path) -> Result<Manifest, String> {
     // A container that arrived by a move runs from a layer unpacked here: reuse that layer as
     // it is (archiving the unpacked copy again would give a new id for the same content).
     if bundle.parent() == Some(agent.config.state_dir.join("bundles").as_path()) {
@@ -977,16 +984,9 @@ pub fn receive(
     op.event("verify", "committing manifests (every chunk verified)");
     agent.store.commit(&layer).map_err(|e| chain(&e))?;
     agent.store.commit(&ckpt).map_err(|e| chain(&e))?;
-    let bundle = materialize_layer(agent, &layer)?;
-    let dir = move_dir(agent, op.id());
-    let _ = std::fs::remove_dir_all(&dir);
-    agent
-        .store
-        .materialize(&ckpt, &dir)
-        .map_err(|e| chain(&e))?;
     let rec = ContainerRecord {
         id: id.clone(),
-        bundle: bundle.display().to_string(),
+        bundle: String::new(),
         restart: Restart::parse(&req.restart).unwrap_or(Restart::No),
         desired: desired::RUNNING.into(),
         exit_code: None,
@@ -995,7 +995,71 @@ pub fn receive(
         ip: req.ip.clone(),
         mac: req.mac.clone(),
     };
-    let netns = agent.network_up(&rec, false).map_err(|e| e.to_string())?;
+    let landing = Landing {
+        layer: &layer,
+        checkpoint: &ckpt,
+        dir: move_dir(agent, op.id()),
+        network: LandingNet::Bridge { check_free: false },
+        tcp_close: false,
+    };
+    let started = land(agent, op, rec, &landing)?;
+    Ok((started.pid.unwrap_or(0), started.restore_ms.unwrap_or(0)))
+}
+
+/// How a landing container is connected.
+pub(crate) enum LandingNet {
+    /// To the bridge, with its address (refused first if `check_free` and someone answers for
+    /// it).
+    Bridge { check_free: bool },
+    /// Its address in a namespace connected to nothing (restore tests).
+    Isolated,
+}
+
+/// What [`land`] restores: a checkpoint and the bundle layer it runs on, both in the store.
+pub(crate) struct Landing<'a> {
+    pub layer: &'a Manifest,
+    pub checkpoint: &'a Manifest,
+    /// Where the images are written (on the scratch tmpfs); removed if the restore fails.
+    pub dir: PathBuf,
+    pub network: LandingNet,
+    pub tcp_close: bool,
+}
+
+/// Restores a container from the store on this host: writes the images (verifying every
+/// chunk) and the bundle, sets up the network, restores through a shim, records and watches
+/// the container. `rec.bundle` is filled in. On failure nothing of it is left but the bundle.
+pub(crate) fn land(
+    agent: &Arc<Agent>,
+    op: &OpHandle,
+    mut rec: ContainerRecord,
+    l: &Landing<'_>,
+) -> Result<crate::shim::ShimStarted, String> {
+    let id = rec.id.clone();
+    let _ = std::fs::remove_dir_all(&l.dir);
+    let written = agent
+        .store
+        .materialize(l.checkpoint, &l.dir)
+        .map_err(|e| chain(&e))
+        .and_then(|()| materialize_layer(agent, l.layer));
+    let bundle = match written {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&l.dir);
+            return Err(e);
+        }
+    };
+    rec.bundle = bundle.display().to_string();
+    let netns = match l.network {
+        LandingNet::Bridge { check_free } => agent.network_up(&rec, check_free),
+        LandingNet::Isolated => agent.network_isolated(&rec),
+    };
+    let netns = match netns {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&l.dir);
+            return Err(e.to_string());
+        }
+    };
     op.event("restore", "restoring with CRIU");
     let restored = if fault("fail-restore").is_some() {
         Err("restore failed (injected fault fail-restore)".to_string())
@@ -1004,9 +1068,10 @@ pub fn receive(
             .spawn_shim(
                 &id,
                 ShimAction::Restore {
-                    checkpoint: dir.clone(),
+                    checkpoint: l.dir.clone(),
                     netns,
                     bundle: Some(bundle),
+                    tcp_close: l.tcp_close,
                 },
             )
             .map_err(|e| e.to_string())
@@ -1015,7 +1080,7 @@ pub fn receive(
         Ok(s) => s,
         Err(e) => {
             agent.network_down(&rec);
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&l.dir);
             return Err(e);
         }
     };
@@ -1023,7 +1088,7 @@ pub fn receive(
         .catalog
         .put_container(&rec)
         .map_err(|e| e.to_string())?;
-    if !rec.ip.is_empty() {
+    if !rec.ip.is_empty() && matches!(l.network, LandingNet::Bridge { .. }) {
         // Announce in the background: the container already runs, and arping takes a second.
         let net = crate::network::NetSpec {
             ip: rec.ip.clone(),
@@ -1038,11 +1103,11 @@ pub fn receive(
     }
     agent.watch(&id);
     op.event("running", format!("pid {}", started.pid.unwrap_or(0)));
-    Ok((started.pid.unwrap_or(0), started.restore_ms.unwrap_or(0)))
+    Ok(started)
 }
 
 /// The bundle of a layer on this host (extracted once per layer).
-fn materialize_layer(agent: &Agent, layer: &Manifest) -> Result<PathBuf, String> {
+pub(crate) fn materialize_layer(agent: &Agent, layer: &Manifest) -> Result<PathBuf, String> {
     let dest = agent.config.state_dir.join("bundles").join(&layer.id);
     if dest.join("config.json").is_file() {
         return Ok(dest);

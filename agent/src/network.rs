@@ -244,22 +244,31 @@ fn named_path(name: &str) -> PathBuf {
 
 /// Gives container `id` on `node` its network: creates the namespace `netns_name(node, id)`
 /// with `lo` up and `eth0` carrying `net.mac` and `net.ip`, the other end of whose veth pair is
-/// enslaved to `bridge` and up. Returns the namespace's path, for the runtime to join.
+/// enslaved to `bridge` and up. Without a bridge the host end stays down and unattached: the
+/// container has its address but no way out (a restore test). Returns the namespace's path,
+/// for the runtime to join.
 ///
 /// A namespace (or host veth) left from an earlier attempt is removed first. On failure,
 /// everything this call made is removed again.
-pub fn setup(node: &str, id: &str, bridge: &str, net: &NetSpec) -> Result<PathBuf, NetError> {
+pub fn setup(
+    node: &str,
+    id: &str,
+    bridge: Option<&str>,
+    net: &NetSpec,
+) -> Result<PathBuf, NetError> {
     let (addr, prefix) = parse_ip(&net.ip)?;
     let mac = parse_mac(&net.mac)?;
-    check_ifname(bridge)?;
-    if let Err(e) = ip(&["-o", "link", "show", "dev", bridge]) {
-        return Err(match e {
-            NetError::Command { stderr, .. } => NetError::NoBridge {
-                bridge: bridge.to_string(),
-                stderr,
-            },
-            e => e,
-        });
+    if let Some(bridge) = bridge {
+        check_ifname(bridge)?;
+        if let Err(e) = ip(&["-o", "link", "show", "dev", bridge]) {
+            return Err(match e {
+                NetError::Command { stderr, .. } => NetError::NoBridge {
+                    bridge: bridge.to_string(),
+                    stderr,
+                },
+                e => e,
+            });
+        }
     }
     let name = netns_name(node, id);
     let veth = host_veth(node, id);
@@ -288,8 +297,10 @@ pub fn setup(node: &str, id: &str, bridge: &str, net: &NetSpec) -> Result<PathBu
         ])?;
         ip(&["-n", &name, "addr", "add", &cidr, "dev", CONTAINER_IF])?;
         ip(&["-n", &name, "link", "set", CONTAINER_IF, "up"])?;
-        ip(&["link", "set", &veth, "master", bridge])?;
-        ip(&["link", "set", &veth, "up"])?;
+        if let Some(bridge) = bridge {
+            ip(&["link", "set", &veth, "master", bridge])?;
+            ip(&["link", "set", &veth, "up"])?;
+        }
         Ok(())
     })();
     match made {
@@ -675,7 +686,7 @@ mod tests {
     fn bad_bridge_names_are_refused_before_running_anything() {
         let spec = NetSpec::new("web", "198.18.1.10/16").unwrap();
         for bad in ["", "a-very-long-bridge-name", "br 0", "br/0"] {
-            let err = setup("host1", "web", bad, &spec).expect_err(bad);
+            let err = setup("host1", "web", Some(bad), &spec).expect_err(bad);
             assert!(
                 matches!(err, NetError::InvalidBridge { .. }),
                 "{bad}: {err}"
@@ -772,7 +783,7 @@ mod root_tests {
             let spec = NetSpec::new(&id, "198.18.200.10/16").unwrap();
             let _guard = Attached(node.clone(), id.clone());
 
-            let path = setup(&node, &id, br, &spec).unwrap();
+            let path = setup(&node, &id, Some(br), &spec).unwrap();
             assert_eq!(path, netns_path(&node, &id));
             assert_eq!(path, named_path(&name));
             assert!(netns_listed(&name));
@@ -786,7 +797,7 @@ mod root_tests {
             assert!(host_end.contains(&format!("master {br}")), "{host_end}");
 
             // Again: the leftover namespace is replaced, not refused.
-            setup(&node, &id, br, &spec).unwrap();
+            setup(&node, &id, Some(br), &spec).unwrap();
 
             let pinged = (0..5).any(|_| {
                 sh(BUSYBOX, &["ping", "-c", "1", "-W", "1", "198.18.200.10"])
@@ -833,11 +844,21 @@ mod root_tests {
             assert!(!link_exists(&veth).unwrap());
             assert!(!ip_in_use(br, "198.18.200.10"));
 
+            // Isolated (a restore test): the address is there, but nothing reaches it.
+            setup(&node, &id, None, &spec).unwrap();
+            let eth0 = ip(&["-n", &name, "addr", "show", "eth0"]).unwrap();
+            assert!(eth0.contains("inet 198.18.200.10/16"), "{eth0}");
+            let host_end = ip(&["-o", "link", "show", "dev", &veth]).unwrap();
+            assert!(!host_end.contains("master"), "{host_end}");
+            assert!(!ping1(), "an isolated namespace answered ping");
+            assert!(!ip_in_use(br, "198.18.200.10"));
+            teardown(&node, &id).unwrap();
+
             // Failures undo what they made: no bridge at all, and a "bridge" that cannot take
             // ports (fails after the namespace and the veth exist).
-            let err = setup(&node, &id, "nosuchbr0", &spec).unwrap_err();
+            let err = setup(&node, &id, Some("nosuchbr0"), &spec).unwrap_err();
             assert!(matches!(err, NetError::NoBridge { .. }), "{err}");
-            let err = setup(&node, &id, "lo", &spec).unwrap_err();
+            let err = setup(&node, &id, Some("lo"), &spec).unwrap_err();
             assert!(
                 matches!(&err, NetError::Command { command, .. } if command.contains("master lo")),
                 "{err}"

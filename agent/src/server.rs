@@ -94,19 +94,14 @@ pub async fn serve(agent: Arc<Agent>) -> anyhow::Result<()> {
 
     // Chunks no manifest names (a transfer cut off before its manifest) are removed once they
     // are an hour old; younger ones may belong to a manifest being assembled.
+    crate::backups::scheduler(agent.clone());
     let gc_agent = agent.clone();
     tokio::spawn(async move {
         loop {
             let a = gc_agent.clone();
-            let cutoff = std::time::SystemTime::now() - GC_AGE;
-            match tokio::task::spawn_blocking(move || a.store.gc(cutoff)).await {
-                Ok(Ok((n, bytes))) if n > 0 => {
-                    tracing::info!(chunks = n, bytes, "store: removed unreferenced chunks")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %crate::shim::chain(&e), "store garbage collection failed")
-                }
-                _ => {}
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.collect_garbage(GC_AGE)).await
+            {
+                tracing::warn!(error = %e, "store garbage collection failed");
             }
             tokio::time::sleep(GC_INTERVAL).await;
         }

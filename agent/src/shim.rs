@@ -55,6 +55,9 @@ pub enum ShimAction {
         netns: Option<PathBuf>,
         /// The bundle on this host, when it moved here from elsewhere.
         bundle: Option<PathBuf>,
+        /// Restore established TCP connections closed (see `runtime::RestoreOpts`).
+        #[serde(default)]
+        tcp_close: bool,
     },
 }
 
@@ -232,10 +235,12 @@ fn start(spec: &ShimSpec) -> Result<Started, String> {
             checkpoint,
             netns,
             bundle,
+            tcp_close,
         } => {
             let opts = runtime::RestoreOpts {
                 netns: netns.clone(),
                 bundle: bundle.clone(),
+                tcp_close: *tcp_close,
                 ..Default::default()
             };
             let (c, stdio, restored) = rt

@@ -68,6 +68,18 @@ impl Peer for EchoPeer {
     ) -> Result<Response<MoveStatusResponse>, Status> {
         Err(Status::unimplemented("tls test peer"))
     }
+    async fn put_backup(
+        &self,
+        _: Request<PutBackupRequest>,
+    ) -> Result<Response<PutBackupResponse>, Status> {
+        Err(Status::unimplemented("tls test peer"))
+    }
+    async fn restore_backup(
+        &self,
+        _: Request<PeerRestoreBackupRequest>,
+    ) -> Result<Response<PeerRestoreBackupResponse>, Status> {
+        Err(Status::unimplemented("tls test peer"))
+    }
 }
 
 /// A cluster CA with certificates for host1, host2 and host3, and a second, unrelated CA with

@@ -70,6 +70,11 @@ pub enum Command {
     Checkpoints(cmd::checkpoint::ListArgs),
     /// List recent operations, newest first.
     Ops(cmd::ops::Args),
+    /// Scheduled and on-demand backups: list, verify, restore.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// The local agent itself.
     Agent {
         #[command(subcommand)]
@@ -88,14 +93,168 @@ pub enum AgentCommand {
     Status,
 }
 
+/// `migrate backup ...`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back a container up on a schedule (replaces its schedule, if any).
+    Schedule(cmd::backup::ScheduleArgs),
+    /// Stop backing a container up on a schedule; its backups stay.
+    Unschedule(cmd::lifecycle::NameArgs),
+    /// List backup schedules.
+    Schedules,
+    /// Back a container up now.
+    Now(cmd::backup::NowArgs),
+    /// List backups on this host, newest first, with their total size.
+    Ls(cmd::backup::ListArgs),
+    /// Show one backup in detail.
+    Show(cmd::backup::IdArgs),
+    /// Delete a backup.
+    Rm(cmd::backup::IdArgs),
+    /// Re-hash the chunks of a backup (or of every backup); fails if any is damaged.
+    Verify(cmd::backup::VerifyArgs),
+    /// Restore a container from a backup, here or on a peer.
+    Restore(cmd::backup::RestoreArgs),
+}
+
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, Parser};
 
-    use super::Cli;
+    use super::{BackupCommand, Cli, Command};
 
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("migrate").chain(args.iter().copied()))
+    }
+
+    fn parse_error(args: &[&str]) -> ErrorKind {
+        parse(args)
+            .expect_err("the command line was accepted")
+            .kind()
+    }
+
+    #[test]
+    fn backup_schedule_every() {
+        let cli = parse(&[
+            "backup", "schedule", "web", "--every", "1h30m", "--keep", "3",
+        ])
+        .unwrap();
+        let Command::Backup {
+            command: BackupCommand::Schedule(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.name, "web");
+        assert_eq!(args.every, Some(5400));
+        assert_eq!(args.at, None);
+        assert_eq!(args.keep, 3);
+        assert_eq!(args.keep_daily, 0);
+        assert_eq!(args.replicate_to, None);
+    }
+
+    #[test]
+    fn backup_schedule_at() {
+        let cli = parse(&[
+            "backup",
+            "schedule",
+            "web",
+            "--at",
+            "0 3 * * *",
+            "--keep",
+            "1",
+            "--keep-daily",
+            "7",
+            "--replicate-to",
+            "host2",
+        ])
+        .unwrap();
+        let Command::Backup {
+            command: BackupCommand::Schedule(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.every, None);
+        assert_eq!(args.at.as_deref(), Some("0 3 * * *"));
+        assert_eq!(args.keep_daily, 7);
+        assert_eq!(args.replicate_to.as_deref(), Some("host2"));
+    }
+
+    #[test]
+    fn backup_schedule_needs_exactly_one_of_every_and_at() {
+        assert_eq!(
+            parse_error(&[
+                "backup",
+                "schedule",
+                "web",
+                "--every",
+                "15m",
+                "--at",
+                "0 3 * * *",
+                "--keep",
+                "3"
+            ]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            parse_error(&["backup", "schedule", "web", "--keep", "3"]),
+            ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn backup_schedule_refuses_bad_values() {
+        let base = ["backup", "schedule", "web", "--every", "15m"];
+        assert_eq!(
+            parse_error(&[&base[..], &["--keep", "0"]].concat()),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(parse_error(&base), ErrorKind::MissingRequiredArgument);
+        for every in ["0s", "15", "15x", ""] {
+            let args = ["backup", "schedule", "web", "--every", every, "--keep", "3"];
+            assert_eq!(parse_error(&args), ErrorKind::ValueValidation, "{every:?}");
+        }
+    }
+
+    #[test]
+    fn backup_other_commands() {
+        assert!(parse(&["backup", "unschedule", "web"]).is_ok());
+        assert!(parse(&["backup", "schedules"]).is_ok());
+        assert!(parse(&["backup", "now", "web", "--replicate-to", "host2"]).is_ok());
+        assert!(parse(&["backup", "ls"]).is_ok());
+        assert!(parse(&["backup", "ls", "web"]).is_ok());
+        assert!(parse(&["backup", "show", "b1"]).is_ok());
+        assert!(parse(&["backup", "rm", "b1"]).is_ok());
+        assert!(parse(&["backup", "verify"]).is_ok());
+        assert!(parse(&["-o", "json", "backup", "verify", "b1", "--restore-test"]).is_ok());
+        assert_eq!(
+            parse_error(&["backup", "show"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_error(&["backup"]),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+
+        let cli = parse(&[
+            "backup", "restore", "web", "--from", "b1", "--on", "host2", "--as", "web2",
+        ])
+        .unwrap();
+        let Command::Backup {
+            command: BackupCommand::Restore(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.name, "web");
+        assert_eq!(args.from.as_deref(), Some("b1"));
+        assert_eq!(args.on.as_deref(), Some("host2"));
+        assert_eq!(args.new_name.as_deref(), Some("web2"));
     }
 }

@@ -133,6 +133,34 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
+/// How long until `unix_secs`, roughly: `in 14m`, `in 2h`; `due` once it has passed; `-` when
+/// unset.
+pub fn until(unix_secs: i64, now_secs: i64) -> String {
+    if unix_secs <= 0 {
+        return "-".to_string();
+    }
+    if unix_secs <= now_secs {
+        return "due".to_string();
+    }
+    format!("in {}", duration((unix_secs - now_secs) as u64))
+}
+
+/// A duration exactly, in the syntax `--every` accepts: `45s`, `15m`, `1h30m`, `1d2h`.
+pub fn interval(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let mut text = String::new();
+    let mut rest = secs;
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            text.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    text
+}
+
 /// A byte count in binary units: `512 B`, `1.5 KiB`, `12.0 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -193,5 +221,12 @@ mod tests {
         assert_eq!(age(100, 142), "42s ago");
         assert_eq!(age(100, 100 + 7200), "2h ago");
         assert_eq!(duration(3 * 86_400 + 5), "3d");
+        assert_eq!(until(0, 100), "-");
+        assert_eq!(until(100, 100), "due");
+        assert_eq!(until(100 + 14 * 60, 100), "in 14m");
+        assert_eq!(interval(0), "0s");
+        assert_eq!(interval(45), "45s");
+        assert_eq!(interval(5400), "1h30m");
+        assert_eq!(interval(86_400 + 7200 + 1), "1d2h1s");
     }
 }

@@ -4,7 +4,7 @@
 use proto::v1::{self as api, ContainerStatus, RestartPolicy};
 use serde::Serialize;
 
-use crate::output::{self, age, bytes, or_dash, Fields, Row};
+use crate::output::{self, age, bytes, or_dash, until, Fields, Row};
 
 /// The lowercase word for a container status.
 pub fn status_word(status: ContainerStatus) -> &'static str {
@@ -334,6 +334,228 @@ impl Fields for StatusView {
     }
 }
 
+/// A backup in the store (`backup ls`, `backup show`, `backup now`).
+#[derive(Debug, Serialize)]
+pub struct BackupView {
+    pub backup_id: String,
+    pub container_id: String,
+    pub origin: String,
+    pub created_unix: i64,
+    pub frozen_ms: u64,
+    pub logical_bytes: u64,
+    pub stored_bytes: u64,
+    pub added_bytes: u64,
+    pub sent_bytes: u64,
+    pub replicas: Vec<String>,
+    pub verified_unix: i64,
+    pub verified_ok: bool,
+    pub verify_detail: String,
+    pub ip: String,
+}
+
+impl From<api::Backup> for BackupView {
+    fn from(b: api::Backup) -> Self {
+        Self {
+            backup_id: b.backup_id,
+            container_id: b.container_id,
+            origin: b.origin,
+            created_unix: b.created_unix,
+            frozen_ms: b.frozen_ms,
+            logical_bytes: b.logical_bytes,
+            stored_bytes: b.stored_bytes,
+            added_bytes: b.added_bytes,
+            sent_bytes: b.sent_bytes,
+            replicas: b.replicas,
+            verified_unix: b.verified_unix,
+            verified_ok: b.verified_ok,
+            verify_detail: b.verify_detail,
+            ip: b.ip,
+        }
+    }
+}
+
+impl BackupView {
+    /// `ok 3m ago`, `FAILED 3m ago` or `never`.
+    fn verified_cell(&self) -> String {
+        if self.verified_unix <= 0 {
+            return "never".to_string();
+        }
+        let result = if self.verified_ok { "ok" } else { "FAILED" };
+        format!("{result} {}", age(self.verified_unix, output::now_unix()))
+    }
+
+    /// `host2, host3` or `-`.
+    fn replicas_cell(&self) -> String {
+        or_dash(self.replicas.join(", "), self.replicas.is_empty())
+    }
+}
+
+impl Row for BackupView {
+    const HEADERS: &'static [&'static str] = &[
+        "ID",
+        "CONTAINER",
+        "ORIGIN",
+        "CREATED",
+        "FROZEN",
+        "LOGICAL",
+        "ADDED",
+        "REPLICAS",
+        "VERIFIED",
+    ];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.backup_id.clone(),
+            self.container_id.clone(),
+            or_dash(&self.origin, self.origin.is_empty()),
+            age(self.created_unix, output::now_unix()),
+            format!("{}ms", self.frozen_ms),
+            bytes(self.logical_bytes),
+            bytes(self.added_bytes),
+            self.replicas_cell(),
+            self.verified_cell(),
+        ]
+    }
+}
+
+impl Fields for BackupView {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("backup", self.backup_id.clone()),
+            ("container", self.container_id.clone()),
+            ("origin", or_dash(&self.origin, self.origin.is_empty())),
+            ("created", age(self.created_unix, output::now_unix())),
+            ("frozen", format!("{}ms", self.frozen_ms)),
+            ("logical", bytes(self.logical_bytes)),
+            ("stored", bytes(self.stored_bytes)),
+            ("added", bytes(self.added_bytes)),
+            ("sent", bytes(self.sent_bytes)),
+            ("replicas", self.replicas_cell()),
+            ("verified", self.verified_cell()),
+            (
+                "verify detail",
+                or_dash(&self.verify_detail, self.verify_detail.is_empty()),
+            ),
+            ("ip", or_dash(&self.ip, self.ip.is_empty())),
+        ]
+    }
+}
+
+/// A backup as `backup verify` reports it: the same JSON as a backup, a shorter table.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct VerifiedView(pub BackupView);
+
+impl Row for VerifiedView {
+    const HEADERS: &'static [&'static str] = &["ID", "CONTAINER", "VERIFIED", "DETAIL"];
+
+    fn cells(&self) -> Vec<String> {
+        let b = &self.0;
+        vec![
+            b.backup_id.clone(),
+            b.container_id.clone(),
+            b.verified_cell(),
+            or_dash(&b.verify_detail, b.verify_detail.is_empty()),
+        ]
+    }
+}
+
+/// A container's backup schedule (`backup schedule`, `backup schedules`, `backup unschedule`).
+#[derive(Debug, Serialize)]
+pub struct ScheduleView {
+    pub container_id: String,
+    /// 0 when `cron` is set.
+    pub every_secs: u64,
+    pub cron: String,
+    pub keep: u32,
+    pub keep_daily: u32,
+    pub replicate_to: String,
+    pub last_run_unix: i64,
+    pub next_run_unix: i64,
+    pub last_error: String,
+}
+
+impl From<api::BackupSchedule> for ScheduleView {
+    fn from(s: api::BackupSchedule) -> Self {
+        Self {
+            container_id: s.container_id,
+            every_secs: s.every_secs,
+            cron: s.cron,
+            keep: s.keep,
+            keep_daily: s.keep_daily,
+            replicate_to: s.replicate_to,
+            last_run_unix: s.last_run_unix,
+            next_run_unix: s.next_run_unix,
+            last_error: s.last_error,
+        }
+    }
+}
+
+impl ScheduleView {
+    /// `1h30m` for an interval, the cron expression otherwise.
+    fn when_cell(&self) -> String {
+        if self.cron.is_empty() {
+            output::interval(self.every_secs)
+        } else {
+            self.cron.clone()
+        }
+    }
+}
+
+impl Row for ScheduleView {
+    const HEADERS: &'static [&'static str] = &[
+        "CONTAINER",
+        "EVERY/AT",
+        "KEEP",
+        "KEEP DAILY",
+        "REPLICATE TO",
+        "LAST RUN",
+        "NEXT RUN",
+        "LAST ERROR",
+    ];
+
+    fn cells(&self) -> Vec<String> {
+        let now = output::now_unix();
+        vec![
+            self.container_id.clone(),
+            self.when_cell(),
+            self.keep.to_string(),
+            or_dash(self.keep_daily, self.keep_daily == 0),
+            or_dash(&self.replicate_to, self.replicate_to.is_empty()),
+            age(self.last_run_unix, now),
+            until(self.next_run_unix, now),
+            or_dash(&self.last_error, self.last_error.is_empty()),
+        ]
+    }
+}
+
+impl Fields for ScheduleView {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let now = output::now_unix();
+        let when = if self.cron.is_empty() {
+            ("every", output::interval(self.every_secs))
+        } else {
+            ("at", format!("{} (UTC)", self.cron))
+        };
+        vec![
+            ("container", self.container_id.clone()),
+            when,
+            ("keep", self.keep.to_string()),
+            ("keep daily", or_dash(self.keep_daily, self.keep_daily == 0)),
+            (
+                "replicate to",
+                or_dash(&self.replicate_to, self.replicate_to.is_empty()),
+            ),
+            ("last run", age(self.last_run_unix, now)),
+            ("next run", until(self.next_run_unix, now)),
+            (
+                "last error",
+                or_dash(&self.last_error, self.last_error.is_empty()),
+            ),
+        ]
+    }
+}
+
 /// The result of a long operation: what it produced, plus the operation's id.
 #[derive(Debug, Serialize)]
 pub struct Outcome<T> {
@@ -375,6 +597,46 @@ mod tests {
         assert_eq!(json["status"], "paused");
         assert_eq!(json["restart"], "on-failure");
         assert_eq!(json["exit_code"], -1);
+    }
+
+    #[test]
+    fn backup_verified_cell() {
+        let mut backup = BackupView::from(api::Backup::default());
+        assert_eq!(backup.verified_cell(), "never");
+        assert_eq!(backup.replicas_cell(), "-");
+        backup.verified_unix = output::now_unix() - 180;
+        assert_eq!(backup.verified_cell(), "FAILED 3m ago");
+        backup.verified_ok = true;
+        assert_eq!(backup.verified_cell(), "ok 3m ago");
+        backup.replicas = vec!["host2".into(), "host3".into()];
+        assert_eq!(backup.replicas_cell(), "host2, host3");
+    }
+
+    #[test]
+    fn verified_json_is_the_backup() {
+        let backup = api::Backup {
+            backup_id: "b1".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(VerifiedView(BackupView::from(backup))).unwrap();
+        assert_eq!(json["backup_id"], "b1");
+        assert_eq!(json["verified_ok"], false);
+    }
+
+    #[test]
+    fn schedule_shows_interval_or_cron() {
+        let mut schedule = ScheduleView::from(api::BackupSchedule {
+            container_id: "web".into(),
+            every_secs: 5400,
+            keep: 3,
+            ..Default::default()
+        });
+        assert_eq!(schedule.when_cell(), "1h30m");
+        assert_eq!(schedule.fields()[1], ("every", "1h30m".to_string()));
+        schedule.every_secs = 0;
+        schedule.cron = "0 3 * * *".into();
+        assert_eq!(schedule.when_cell(), "0 3 * * *");
+        assert_eq!(schedule.fields()[1], ("at", "0 3 * * * (UTC)".to_string()));
     }
 
     #[test]

@@ -8,12 +8,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::v1::agent_server::{Agent, AgentServer};
 use proto::v1::{
-    AgentStatus, Checkpoint, CheckpointRequest, Container, ContainerRef, ContainerStatus,
-    ExecRequest, ExecResponse, Feature, Host, HostsRequest, HostsResponse, KillRequest,
-    ListCheckpointsRequest, ListCheckpointsResponse, ListOperationsRequest, ListOperationsResponse,
-    ListRequest, ListResponse, LogChunk, LogsRequest, MoveReport, MoveRequest, Operation,
-    OperationEvent, OperationRef, OperationResult, PhaseTime, RemoveRequest, RemoveResponse,
-    RestartPolicy, RestoreRequest, RunRequest, StatusRequest, StopRequest,
+    AgentStatus, Backup, BackupNowRequest, BackupRef, BackupSchedule, Checkpoint,
+    CheckpointRequest, Container, ContainerRef, ContainerStatus, ExecRequest, ExecResponse,
+    Feature, Host, HostsRequest, HostsResponse, KillRequest, ListBackupSchedulesRequest,
+    ListBackupSchedulesResponse, ListBackupsRequest, ListBackupsResponse, ListCheckpointsRequest,
+    ListCheckpointsResponse, ListOperationsRequest, ListOperationsResponse, ListRequest,
+    ListResponse, LogChunk, LogsRequest, MoveReport, MoveRequest, Operation, OperationEvent,
+    OperationRef, OperationResult, PhaseTime, RemoveBackupResponse, RemoveRequest, RemoveResponse,
+    RestartPolicy, RestoreBackupRequest, RestoreRequest, RunRequest, ScheduleBackupRequest,
+    StatusRequest, StopRequest, VerifyBackupRequest,
 };
 use serde_json::Value;
 use tokio::net::UnixListener;
@@ -146,6 +149,75 @@ fn checkpoint_events(id: &str) -> Vec<Result<OperationEvent, Status>> {
         _ => {}
     }
     events
+}
+
+/// `web`'s backups are replicated to host2 and verified; `db`'s are neither.
+fn backup_of(id: &str, n: u32) -> Backup {
+    let web = id == "web";
+    Backup {
+        backup_id: format!("bk-{id}-{n}"),
+        container_id: id.into(),
+        origin: "host1".into(),
+        created_unix: now() - 600,
+        frozen_ms: 120,
+        logical_bytes: 64 << 20,
+        stored_bytes: 20 << 20,
+        added_bytes: 2 << 20,
+        sent_bytes: if web { 2 << 20 } else { 0 },
+        replicas: if web { vec!["host2".into()] } else { vec![] },
+        verified_unix: if web { now() - 180 } else { 0 },
+        verified_ok: web,
+        verify_detail: if web {
+            "1024 chunks ok".into()
+        } else {
+            String::new()
+        },
+        ip: if web {
+            "198.18.1.10/16".into()
+        } else {
+            String::new()
+        },
+    }
+}
+
+fn schedule_of(id: &str) -> BackupSchedule {
+    match id {
+        "web" => BackupSchedule {
+            container_id: id.into(),
+            every_secs: 900,
+            keep: 24,
+            keep_daily: 7,
+            replicate_to: "host2".into(),
+            last_run_unix: now() - 300,
+            next_run_unix: now() + 600 + 30,
+            ..Default::default()
+        },
+        _ => BackupSchedule {
+            container_id: id.into(),
+            cron: "0 3 * * *".into(),
+            keep: 3,
+            last_run_unix: now() - 7200,
+            next_run_unix: now() + 3 * 3600 + 30,
+            last_error: "criu dump failed".into(),
+            ..Default::default()
+        },
+    }
+}
+
+/// The final event of a long backup operation that failed with `error`.
+fn failed_backup_op(
+    op: &str,
+    kind: &str,
+    id: &str,
+    error: &str,
+) -> Vec<Result<OperationEvent, Status>> {
+    let done = OperationResult {
+        success: false,
+        error: error.into(),
+        operation: Some(operation(kind, id, "failed", error)),
+        ..Default::default()
+    };
+    vec![Ok(progress(op, kind, 0, 0)), Ok(finished(op, done))]
 }
 
 #[tonic::async_trait]
@@ -385,6 +457,184 @@ impl Agent for Fake {
                 },
             ],
         }))
+    }
+
+    async fn schedule_backup(
+        &self,
+        request: Request<ScheduleBackupRequest>,
+    ) -> Result<Response<BackupSchedule>, Status> {
+        self.schedule_backup_impl(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn unschedule_backup(
+        &self,
+        request: Request<ContainerRef>,
+    ) -> Result<Response<BackupSchedule>, Status> {
+        match request.into_inner().id.as_str() {
+            "web" => Ok(Response::new(schedule_of("web"))),
+            id => Err(Status::not_found(format!(
+                "container {id} has no backup schedule"
+            ))),
+        }
+    }
+
+    async fn list_backup_schedules(
+        &self,
+        _: Request<ListBackupSchedulesRequest>,
+    ) -> Result<Response<ListBackupSchedulesResponse>, Status> {
+        Ok(Response::new(ListBackupSchedulesResponse {
+            schedules: vec![schedule_of("web"), schedule_of("db")],
+        }))
+    }
+
+    type BackupNowStream = Stream<OperationEvent>;
+
+    async fn backup_now(
+        &self,
+        request: Request<BackupNowRequest>,
+    ) -> Result<Response<Self::BackupNowStream>, Status> {
+        let events = self.backup_now_events(request.into_inner());
+        Ok(Response::new(tokio_stream::iter(events)))
+    }
+
+    async fn list_backups(
+        &self,
+        request: Request<ListBackupsRequest>,
+    ) -> Result<Response<ListBackupsResponse>, Status> {
+        self.record(request.get_ref());
+        Ok(Response::new(ListBackupsResponse {
+            backups: vec![backup_of("web", 2), backup_of("web", 1), backup_of("db", 1)],
+            logical_bytes: 3 * (64 << 20),
+            stored_bytes: 30 << 20,
+        }))
+    }
+
+    async fn show_backup(&self, request: Request<BackupRef>) -> Result<Response<Backup>, Status> {
+        match request.into_inner().backup_id.as_str() {
+            "bk-web-1" => Ok(Response::new(backup_of("web", 1))),
+            id => Err(Status::not_found(format!("backup {id} does not exist"))),
+        }
+    }
+
+    async fn remove_backup(
+        &self,
+        request: Request<BackupRef>,
+    ) -> Result<Response<RemoveBackupResponse>, Status> {
+        self.record(request.get_ref());
+        Ok(Response::new(RemoveBackupResponse {}))
+    }
+
+    type VerifyBackupStream = Stream<OperationEvent>;
+
+    async fn verify_backup(
+        &self,
+        request: Request<VerifyBackupRequest>,
+    ) -> Result<Response<Self::VerifyBackupStream>, Status> {
+        let events = self.verify_events(request.into_inner());
+        Ok(Response::new(tokio_stream::iter(events)))
+    }
+
+    type RestoreBackupStream = Stream<OperationEvent>;
+
+    async fn restore_backup(
+        &self,
+        request: Request<RestoreBackupRequest>,
+    ) -> Result<Response<Self::RestoreBackupStream>, Status> {
+        let events = self.restore_backup_events(request.into_inner());
+        Ok(Response::new(tokio_stream::iter(events)))
+    }
+}
+
+/// The backup RPCs of the fake, kept apart from the rest for reading.
+impl Fake {
+    async fn schedule_backup_impl(
+        &self,
+        request: ScheduleBackupRequest,
+    ) -> Result<BackupSchedule, Status> {
+        self.record(&request);
+        if request.cron == "bad" {
+            return Err(Status::invalid_argument(
+                "cron expression \"bad\" needs 5 fields",
+            ));
+        }
+        Ok(BackupSchedule {
+            container_id: request.id,
+            every_secs: request.every_secs,
+            cron: request.cron,
+            keep: request.keep,
+            keep_daily: request.keep_daily,
+            replicate_to: request.replicate_to,
+            next_run_unix: now() + 14 * 60 + 30,
+            ..Default::default()
+        })
+    }
+
+    fn backup_now_events(&self, request: BackupNowRequest) -> Vec<Result<OperationEvent, Status>> {
+        self.record(&request);
+        let op = format!("op-backup-{}", request.id);
+        if request.id != "web" {
+            return failed_backup_op(&op, "backup", &request.id, "container db is not running");
+        }
+        let done = OperationResult {
+            success: true,
+            operation: Some(operation("backup", &request.id, "succeeded", "")),
+            backups: vec![backup_of("web", 2)],
+            ..Default::default()
+        };
+        vec![Ok(progress(&op, "dump", 1, 2)), Ok(finished(&op, done))]
+    }
+
+    fn verify_events(&self, request: VerifyBackupRequest) -> Vec<Result<OperationEvent, Status>> {
+        self.record(&request);
+        let op = "op-verify";
+        let backups = match request.backup_id.as_str() {
+            "" => vec![backup_of("web", 1), backup_of("db", 1)],
+            "bk-web-1" => vec![backup_of("web", 1)],
+            id => {
+                return failed_backup_op(op, "verify", "", &format!("backup {id} does not exist"))
+            }
+        };
+        let backups = backups
+            .into_iter()
+            .map(|b| Backup {
+                verified_unix: now() - 120,
+                verify_detail: if b.verified_ok {
+                    "1024 chunks ok".into()
+                } else {
+                    "chunk 3f2a hash mismatch".into()
+                },
+                ..b
+            })
+            .collect();
+        let done = OperationResult {
+            success: true,
+            operation: Some(operation("verify", "", "succeeded", "")),
+            backups,
+            ..Default::default()
+        };
+        vec![Ok(progress(op, "verify", 1, 2)), Ok(finished(op, done))]
+    }
+
+    fn restore_backup_events(
+        &self,
+        request: RestoreBackupRequest,
+    ) -> Vec<Result<OperationEvent, Status>> {
+        self.record(&request);
+        let op = format!("op-restore-backup-{}", request.id);
+        let id = if request.r#as.is_empty() {
+            request.id.clone()
+        } else {
+            request.r#as.clone()
+        };
+        let done = OperationResult {
+            success: true,
+            operation: Some(operation("restore-backup", &request.id, "succeeded", "")),
+            container: Some(Container { id, ..web() }),
+            ..Default::default()
+        };
+        vec![Ok(progress(&op, "restore", 0, 0)), Ok(finished(&op, done))]
     }
 }
 
@@ -899,6 +1149,10 @@ fn completions_need_no_agent() {
     ));
     assert!(out.contains("_migrate()"), "{out}");
     assert!(out.contains("checkpoint"), "{out}");
+    assert!(
+        out.contains("migrate__subcmd__backup__subcmd__schedule"),
+        "{out}"
+    );
     for shell in ["zsh", "fish"] {
         let out = ok(migrate_at(
             Path::new("/nonexistent"),
@@ -932,4 +1186,392 @@ fn move_prints_the_report_and_sends_the_request() {
     );
     let bad = agent.migrate(&["move", "web", "--to", "host2", "--mode", "warp"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The cells of a table line: columns are two or more spaces apart, cells have single spaces.
+fn cells(line: &str) -> Vec<&str> {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect()
+}
+
+/// The value of `label:` in `key: value` output.
+#[track_caller]
+fn field<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|line| line.strip_prefix(&format!("{label}:")))
+        .unwrap_or_else(|| panic!("no {label:?} in\n{out}"))
+        .trim()
+}
+
+#[test]
+fn backup_schedule_sends_seconds_and_prints_the_schedule() {
+    let agent = FakeAgent::start();
+    let out = ok(agent.migrate(&[
+        "backup",
+        "schedule",
+        "web",
+        "--every",
+        "1h30m",
+        "--keep",
+        "24",
+        "--keep-daily",
+        "7",
+        "--replicate-to",
+        "host2",
+    ]));
+    assert_eq!(field(&out, "container"), "web");
+    assert_eq!(field(&out, "every"), "1h30m");
+    assert_eq!(field(&out, "keep"), "24");
+    assert_eq!(field(&out, "keep daily"), "7");
+    assert_eq!(field(&out, "replicate to"), "host2");
+    assert_eq!(field(&out, "last run"), "-");
+    assert_eq!(field(&out, "next run"), "in 14m");
+    assert_eq!(field(&out, "last error"), "-");
+    let requests = agent.requests();
+    assert!(
+        requests.iter().any(|r| r.contains(
+            "every_secs: 5400, cron: \"\", keep: 24, keep_daily: 7, replicate_to: \"host2\""
+        )),
+        "{requests:?}"
+    );
+
+    let out = ok(agent.migrate(&[
+        "backup",
+        "schedule",
+        "db",
+        "--at",
+        "0 3 * * *",
+        "--keep",
+        "3",
+    ]));
+    assert_eq!(field(&out, "at"), "0 3 * * * (UTC)");
+    assert_eq!(field(&out, "keep daily"), "-");
+    let json = json_lines(&agent.migrate(&[
+        "backup",
+        "schedule",
+        "db",
+        "--at",
+        "0 3 * * *",
+        "--keep",
+        "3",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        keys(&json[0]),
+        [
+            "container_id",
+            "cron",
+            "every_secs",
+            "keep",
+            "keep_daily",
+            "last_error",
+            "last_run_unix",
+            "next_run_unix",
+            "replicate_to"
+        ]
+    );
+    assert_eq!(json[0]["cron"], "0 3 * * *");
+    assert_eq!(json[0]["every_secs"], 0);
+
+    fails_with(
+        agent.migrate(&["backup", "schedule", "db", "--at", "bad", "--keep", "3"]),
+        "cron expression \"bad\" needs 5 fields",
+    );
+}
+
+#[test]
+fn backup_schedule_usage_errors_exit_2() {
+    let agent = FakeAgent::start();
+    for args in [
+        &["backup", "schedule", "web", "--keep", "3"][..],
+        &[
+            "backup",
+            "schedule",
+            "web",
+            "--every",
+            "15m",
+            "--at",
+            "0 3 * * *",
+            "--keep",
+            "3",
+        ],
+        &["backup", "schedule", "web", "--every", "15m"],
+        &["backup", "schedule", "web", "--every", "15m", "--keep", "0"],
+        &["backup", "schedule", "web", "--every", "0s", "--keep", "3"],
+    ] {
+        let output = agent.migrate(args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let output = agent.migrate(&["backup", "schedule", "web", "--every", "15w", "--keep", "3"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown unit 'w'"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(agent.requests().is_empty(), "{:?}", agent.requests());
+}
+
+#[test]
+fn backup_schedules_and_unschedule() {
+    let agent = FakeAgent::start();
+    let out = ok(agent.migrate(&["backup", "schedules"]));
+    let rows: Vec<Vec<&str>> = out.lines().map(cells).collect();
+    assert_eq!(
+        rows[0],
+        [
+            "CONTAINER",
+            "EVERY/AT",
+            "KEEP",
+            "KEEP DAILY",
+            "REPLICATE TO",
+            "LAST RUN",
+            "NEXT RUN",
+            "LAST ERROR"
+        ]
+    );
+    assert_eq!(
+        rows[1],
+        ["web", "15m", "24", "7", "host2", "5m ago", "in 10m", "-"]
+    );
+    assert_eq!(
+        rows[2],
+        [
+            "db",
+            "0 3 * * *",
+            "3",
+            "-",
+            "-",
+            "2h ago",
+            "in 3h",
+            "criu dump failed"
+        ]
+    );
+    assert_eq!(
+        json_lines(&agent.migrate(&["backup", "schedules", "-o", "json"])).len(),
+        2
+    );
+
+    assert_eq!(
+        ok(agent.migrate(&["backup", "unschedule", "web"])),
+        "removed the backup schedule of web; its backups stay\n"
+    );
+    let json = json_lines(&agent.migrate(&["backup", "unschedule", "web", "-o", "json"]));
+    assert_eq!(json[0]["container_id"], "web");
+    assert_eq!(json[0]["every_secs"], 900);
+    fails_with(
+        agent.migrate(&["backup", "unschedule", "db"]),
+        "container db has no backup schedule",
+    );
+}
+
+#[test]
+fn backup_now_follows_the_operation_and_prints_the_backup() {
+    let agent = FakeAgent::start();
+    let out = ok(agent.migrate(&["backup", "now", "web", "--replicate-to", "host2"]));
+    assert_eq!(field(&out, "backup"), "bk-web-2");
+    assert_eq!(field(&out, "replicas"), "host2");
+    assert_eq!(field(&out, "operation"), "op-backup-web");
+    let requests = agent.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("id: \"web\", replicate_to: \"host2\"")),
+        "{requests:?}"
+    );
+
+    let output = agent.migrate(&["backup", "now", "web", "-o", "json"]);
+    let json = json_lines(&output);
+    assert_eq!(json.len(), 1);
+    assert_eq!(
+        keys(&json[0]),
+        [
+            "added_bytes",
+            "backup_id",
+            "container_id",
+            "created_unix",
+            "frozen_ms",
+            "ip",
+            "logical_bytes",
+            "operation_id",
+            "origin",
+            "replicas",
+            "sent_bytes",
+            "stored_bytes",
+            "verified_ok",
+            "verified_unix",
+            "verify_detail"
+        ]
+    );
+    assert_eq!(json[0]["replicas"], serde_json::json!(["host2"]));
+    assert_eq!(stderr(&output), "");
+
+    fails_with(
+        agent.migrate(&["backup", "now", "db"]),
+        "container db is not running",
+    );
+}
+
+#[test]
+fn backup_ls_prints_the_backups_and_their_totals() {
+    let agent = FakeAgent::start();
+    let out = ok(agent.migrate(&["backup", "ls", "web"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(
+        cells(lines[0]),
+        [
+            "ID",
+            "CONTAINER",
+            "ORIGIN",
+            "CREATED",
+            "FROZEN",
+            "LOGICAL",
+            "ADDED",
+            "REPLICAS",
+            "VERIFIED"
+        ]
+    );
+    assert_eq!(
+        cells(lines[1]),
+        [
+            "bk-web-2",
+            "web",
+            "host1",
+            "10m ago",
+            "120ms",
+            "64.0 MiB",
+            "2.0 MiB",
+            "host2",
+            "ok 3m ago"
+        ]
+    );
+    assert_eq!(
+        cells(lines[3]),
+        ["bk-db-1", "db", "host1", "10m ago", "120ms", "64.0 MiB", "2.0 MiB", "-", "never"]
+    );
+    assert_eq!(
+        lines[4],
+        "3 backups: 192.0 MiB logical, 30.0 MiB stored after deduplication"
+    );
+    assert!(
+        agent
+            .requests()
+            .iter()
+            .any(|r| r.contains("container_id: \"web\"")),
+        "{:?}",
+        agent.requests()
+    );
+
+    let json = json_lines(&agent.migrate(&["backup", "ls", "-o", "json"]));
+    assert_eq!(json.len(), 4);
+    assert_eq!(json[0]["backup_id"], "bk-web-2");
+    assert_eq!(
+        json[3],
+        serde_json::json!({"totals": {"backups": 3, "logical_bytes": 3 * (64 << 20), "stored_bytes": 30 << 20}})
+    );
+}
+
+#[test]
+fn backup_show_and_rm() {
+    let agent = FakeAgent::start();
+    let out = ok(agent.migrate(&["backup", "show", "bk-web-1"]));
+    for (label, value) in [
+        ("backup", "bk-web-1"),
+        ("container", "web"),
+        ("origin", "host1"),
+        ("created", "10m ago"),
+        ("frozen", "120ms"),
+        ("logical", "64.0 MiB"),
+        ("stored", "20.0 MiB"),
+        ("added", "2.0 MiB"),
+        ("sent", "2.0 MiB"),
+        ("replicas", "host2"),
+        ("verified", "ok 3m ago"),
+        ("verify detail", "1024 chunks ok"),
+        ("ip", "198.18.1.10/16"),
+    ] {
+        assert_eq!(field(&out, label), value, "{label}");
+    }
+    fails_with(
+        agent.migrate(&["backup", "show", "bk-nope"]),
+        "backup bk-nope does not exist",
+    );
+
+    assert_eq!(
+        ok(agent.migrate(&["backup", "rm", "bk-web-1"])),
+        "removed backup bk-web-1\n"
+    );
+    let json = json_lines(&agent.migrate(&["backup", "rm", "bk-db-1", "-o", "json"]));
+    assert_eq!(
+        json,
+        [serde_json::json!({"backup_id": "bk-db-1", "removed": true})]
+    );
+}
+
+#[test]
+fn backup_verify_prints_results_and_fails_when_any_backup_is_damaged() {
+    let agent = FakeAgent::start();
+    let out = ok(agent.migrate(&["backup", "verify", "bk-web-1", "--restore-test"]));
+    let rows: Vec<Vec<&str>> = out.lines().map(cells).collect();
+    assert_eq!(rows[0], ["ID", "CONTAINER", "VERIFIED", "DETAIL"]);
+    assert_eq!(rows[1], ["bk-web-1", "web", "ok 2m ago", "1024 chunks ok"]);
+    assert!(
+        agent
+            .requests()
+            .iter()
+            .any(|r| r.contains("backup_id: \"bk-web-1\", restore_test: true")),
+        "{:?}",
+        agent.requests()
+    );
+
+    let output = agent.migrate(&["backup", "verify"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "error: 1 of 2 backups failed verification: bk-db-1\n"
+    );
+    let out = stdout(&output);
+    let rows: Vec<Vec<&str>> = out.lines().map(cells).collect();
+    assert_eq!(
+        rows[2],
+        ["bk-db-1", "db", "FAILED 2m ago", "chunk 3f2a hash mismatch"]
+    );
+
+    fails_with(
+        agent.migrate(&["backup", "verify", "bk-gone"]),
+        "backup bk-gone does not exist",
+    );
+}
+
+#[test]
+fn backup_restore_prints_the_restored_container() {
+    let agent = FakeAgent::start();
+    let json = json_lines(&agent.migrate(&[
+        "backup", "restore", "web", "--from", "bk-web-1", "--on", "host2", "--as", "web2", "-o",
+        "json",
+    ]));
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0]["id"], "web2");
+    assert_eq!(json[0]["status"], "running");
+    assert_eq!(json[0]["operation_id"], "op-restore-backup-web");
+    let requests = agent.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r
+                .contains("id: \"web\", backup_id: \"bk-web-1\", on: \"host2\", r#as: \"web2\"")),
+        "{requests:?}"
+    );
+    let out = ok(agent.migrate(&["backup", "restore", "web"]));
+    assert_eq!(field(&out, "id"), "web");
+    assert_eq!(field(&out, "operation"), "op-restore-backup-web");
 }

@@ -47,6 +47,39 @@ const STEPS: &[&str] = &[
     // 1 -> 2: containers get a network address that moves with them.
     "ALTER TABLE containers ADD COLUMN ip TEXT NOT NULL DEFAULT '';
     ALTER TABLE containers ADD COLUMN mac TEXT NOT NULL DEFAULT '';",
+    // 2 -> 3: backups and their schedules.
+    "CREATE TABLE backups (
+        id TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        layer_id TEXT NOT NULL,
+        created_unix INTEGER NOT NULL,
+        frozen_ms INTEGER NOT NULL,
+        logical_bytes INTEGER NOT NULL,
+        stored_bytes INTEGER NOT NULL,
+        added_bytes INTEGER NOT NULL,
+        sent_bytes INTEGER NOT NULL DEFAULT 0,
+        replicas TEXT NOT NULL DEFAULT '',
+        verified_unix INTEGER NOT NULL DEFAULT 0,
+        verified_ok INTEGER NOT NULL DEFAULT 0,
+        verify_detail TEXT NOT NULL DEFAULT '',
+        restart TEXT NOT NULL,
+        ip TEXT NOT NULL DEFAULT '',
+        mac TEXT NOT NULL DEFAULT '',
+        container_created_unix INTEGER NOT NULL
+    );
+    CREATE INDEX backups_by_container ON backups (container_id, created_unix);
+    CREATE TABLE backup_schedules (
+        container_id TEXT PRIMARY KEY,
+        every_secs INTEGER NOT NULL,
+        cron TEXT NOT NULL,
+        keep INTEGER NOT NULL,
+        keep_daily INTEGER NOT NULL,
+        replicate_to TEXT NOT NULL,
+        last_run_unix INTEGER NOT NULL DEFAULT 0,
+        next_run_unix INTEGER NOT NULL,
+        last_error TEXT NOT NULL DEFAULT ''
+    );",
 ];
 
 /// The schema version this agent writes.

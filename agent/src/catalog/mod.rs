@@ -1,7 +1,10 @@
 //! The agent's catalog: an embedded SQLite database of containers, checkpoints, operations and
 //! the operation journal. It survives restarts; the schema is versioned and migrated on open.
 
+mod backups;
 mod migrations;
+
+pub use backups::{BackupRecord, ScheduleRecord};
 
 use std::path::Path;
 use std::sync::Mutex;

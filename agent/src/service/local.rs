@@ -389,6 +389,200 @@ impl AgentApi for LocalApi {
         }
         Ok(Response::new(HostsResponse { hosts }))
     }
+
+    async fn schedule_backup(
+        &self,
+        req: Request<ScheduleBackupRequest>,
+    ) -> Result<Response<BackupSchedule>, Status> {
+        let r = req.into_inner();
+        self.blocking("schedule_backup", move |a| {
+            let s = crate::backups::set_schedule(&a, &r)?;
+            tracing::info!(container.id = %s.container_id, every = s.every_secs, cron = %s.cron, keep = s.keep, "backup schedule set");
+            Ok(crate::backups::schedule_to_proto(&s))
+        })
+        .await
+    }
+
+    async fn unschedule_backup(
+        &self,
+        req: Request<ContainerRef>,
+    ) -> Result<Response<BackupSchedule>, Status> {
+        let id = req.into_inner().id;
+        self.blocking("unschedule_backup", move |a| {
+            let s = a.catalog.schedule(&id)?.ok_or_else(|| {
+                AgentError::NotFound(format!("container {id} has no backup schedule"))
+            })?;
+            a.catalog.delete_schedule(&id)?;
+            Ok(crate::backups::schedule_to_proto(&s))
+        })
+        .await
+    }
+
+    async fn list_backup_schedules(
+        &self,
+        _: Request<ListBackupSchedulesRequest>,
+    ) -> Result<Response<ListBackupSchedulesResponse>, Status> {
+        self.blocking("list_backup_schedules", |a| {
+            Ok(ListBackupSchedulesResponse {
+                schedules: a
+                    .catalog
+                    .schedules()?
+                    .iter()
+                    .map(crate::backups::schedule_to_proto)
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    type BackupNowStream = EventStream;
+
+    async fn backup_now(
+        &self,
+        req: Request<BackupNowRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let r = req.into_inner();
+        self.agent
+            .metrics
+            .rpcs
+            .with_label_values(&["backup_now"])
+            .inc();
+        self.agent.record(&r.id).map_err(Status::from)?;
+        let op = self.agent.ops.start("backup", &r.id);
+        let stream = self.watch_stream(op.id())?;
+        let agent = self.agent.clone();
+        tokio::spawn(async move {
+            let span = op.span.clone();
+            let result = tracing::Instrument::instrument(
+                crate::backups::backup_now(agent, &op, &r.id, &r.replicate_to),
+                span,
+            )
+            .await;
+            op.finish(result);
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn list_backups(
+        &self,
+        req: Request<ListBackupsRequest>,
+    ) -> Result<Response<ListBackupsResponse>, Status> {
+        let id = req.into_inner().container_id;
+        self.blocking("list_backups", move |a| crate::backups::list(&a, &id))
+            .await
+    }
+
+    async fn show_backup(&self, req: Request<BackupRef>) -> Result<Response<Backup>, Status> {
+        let id = req.into_inner().backup_id;
+        self.blocking("show_backup", move |a| {
+            crate::backups::find(&a, &id).map(|b| crate::backups::to_proto(&b))
+        })
+        .await
+    }
+
+    async fn remove_backup(
+        &self,
+        req: Request<BackupRef>,
+    ) -> Result<Response<RemoveBackupResponse>, Status> {
+        let id = req.into_inner().backup_id;
+        self.blocking("remove_backup", move |a| {
+            crate::backups::remove(&a, &id)?;
+            tracing::info!(backup.id = %id, "backup removed");
+            Ok(RemoveBackupResponse {})
+        })
+        .await
+    }
+
+    type VerifyBackupStream = EventStream;
+
+    async fn verify_backup(
+        &self,
+        req: Request<VerifyBackupRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let r = req.into_inner();
+        self.agent
+            .metrics
+            .rpcs
+            .with_label_values(&["verify_backup"])
+            .inc();
+        let backups = if r.backup_id.is_empty() {
+            self.agent.catalog.backups(None).map_err(AgentError::from)?
+        } else {
+            vec![crate::backups::find(&self.agent, &r.backup_id)?]
+        };
+        if backups.is_empty() {
+            return Err(Status::not_found("there are no backups on this host"));
+        }
+        let container = if r.backup_id.is_empty() {
+            String::new()
+        } else {
+            backups[0].container_id.clone()
+        };
+        let op = self.agent.ops.start("backup-verify", &container);
+        let stream = self.watch_stream(op.id())?;
+        let agent = self.agent.clone();
+        tokio::task::spawn_blocking(move || {
+            let _enter = op.span.clone().entered();
+            let checked: Vec<_> = backups
+                .iter()
+                .map(|b| crate::backups::verify(&agent, &op, b, r.restore_test))
+                .collect();
+            let failed: Vec<String> = checked
+                .iter()
+                .filter(|b| !b.verified_ok)
+                .map(|b| format!("{}: {}", b.id, b.verify_detail))
+                .collect();
+            let result = if failed.is_empty() {
+                Ok(OperationResult {
+                    backups: checked.iter().map(crate::backups::to_proto).collect(),
+                    ..Default::default()
+                })
+            } else {
+                Err(format!(
+                    "{} of {} backups failed verification: {}",
+                    failed.len(),
+                    checked.len(),
+                    failed.join("; ")
+                ))
+            };
+            op.finish(result);
+        });
+        Ok(Response::new(stream))
+    }
+
+    type RestoreBackupStream = EventStream;
+
+    async fn restore_backup(
+        &self,
+        req: Request<RestoreBackupRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let r = req.into_inner();
+        self.agent
+            .metrics
+            .rpcs
+            .with_label_values(&["restore_backup"])
+            .inc();
+        let b = crate::backups::choose(&self.agent, &r.id, &r.backup_id)?;
+        let name = if r.r#as.is_empty() {
+            b.container_id.clone()
+        } else {
+            r.r#as.clone()
+        };
+        runtime::id::validate_id(&name).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let op = self.agent.ops.start("backup-restore", &name);
+        let stream = self.watch_stream(op.id())?;
+        let agent = self.agent.clone();
+        tokio::spawn(async move {
+            let span = op.span.clone();
+            let result = tracing::Instrument::instrument(
+                crate::backups::restore_anywhere(agent, &op, &r),
+                span,
+            )
+            .await;
+            op.finish(result);
+        });
+        Ok(Response::new(stream))
+    }
 }
 
 /// Index where the last `lines` lines of `data` start (0 = everything).

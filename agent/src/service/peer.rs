@@ -170,6 +170,62 @@ impl Peer for PeerApi {
             .map_err(Status::internal)?;
         Ok(Response::new(MoveStatusResponse { state }))
     }
+
+    async fn put_backup(
+        &self,
+        req: Request<PutBackupRequest>,
+    ) -> Result<Response<PutBackupResponse>, Status> {
+        let peer = req
+            .extensions()
+            .get::<PeerName>()
+            .map(|p| p.0.clone())
+            .unwrap_or_default();
+        let r = req.into_inner();
+        let origin = r
+            .backup
+            .as_ref()
+            .map(|b| b.origin.clone())
+            .unwrap_or_default();
+        if origin != peer {
+            return Err(Status::permission_denied(format!(
+                "{peer} may only replicate its own backups, not one taken on {origin:?}"
+            )));
+        }
+        let kept = self
+            .blocking(move |a| crate::backups::accept_replica(&a, &r))
+            .await
+            .map_err(Status::failed_precondition)?;
+        Ok(Response::new(PutBackupResponse { kept }))
+    }
+
+    async fn restore_backup(
+        &self,
+        req: Request<PeerRestoreBackupRequest>,
+    ) -> Result<Response<PeerRestoreBackupResponse>, Status> {
+        let r = req.into_inner();
+        let b = crate::backups::find(&self.agent, &r.backup_id)?;
+        let name = if r.r#as.is_empty() {
+            b.container_id.clone()
+        } else {
+            r.r#as.clone()
+        };
+        let op = self.agent.ops.start("backup-restore", &name);
+        let a = self.agent.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let res = crate::backups::restore(&a, &op, &b, &name, false);
+            op.finish(res.clone().map(|_| Default::default()));
+            res
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        result
+            .map(|container| {
+                Response::new(PeerRestoreBackupResponse {
+                    container: Some(container),
+                })
+            })
+            .map_err(Status::failed_precondition)
+    }
 }
 
 impl PeerApi {

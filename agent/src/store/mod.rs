@@ -426,10 +426,31 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes chunks no committed manifest references (and stale temp files). Chunks written
-    /// after `since` are kept, so a manifest being assembled concurrently loses nothing.
-    pub fn gc(&self, since: std::time::SystemTime) -> Result<(usize, u64)> {
-        let mut live = std::collections::HashSet::new();
+    /// Reads and verifies every chunk in `refs` (on every core); the first corrupt or missing
+    /// one is the error.
+    pub fn verify_chunks(&self, refs: &[ChunkRef]) -> Result<()> {
+        for window in refs.chunks(64) {
+            self.read_many(window)?;
+        }
+        Ok(())
+    }
+
+    /// The compressed size of a stored chunk (0 if it is not stored).
+    pub fn stored_size(&self, hash: &str) -> u64 {
+        fs::metadata(self.chunk_path(hash))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// Deletes chunks no committed manifest references, except those in `keep` (chunks of a
+    /// transfer whose manifest has not arrived yet). Chunks written after `since` are kept too,
+    /// so a manifest being assembled concurrently loses nothing.
+    pub fn gc(
+        &self,
+        since: std::time::SystemTime,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<(usize, u64)> {
+        let mut live = keep.clone();
         for id in self.manifest_ids()? {
             for r in self.manifest(&id)?.chunks() {
                 live.insert(r.hash.clone());

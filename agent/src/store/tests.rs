@@ -186,9 +186,18 @@ fn gc_removes_only_unreferenced_old_chunks() {
         ))
         .unwrap();
     // Chunks newer than `since` survive even when unreferenced (a manifest may be in progress).
-    assert_eq!(store.gc(std::time::SystemTime::UNIX_EPOCH).unwrap().0, 0);
+    assert_eq!(
+        store
+            .gc(std::time::SystemTime::UNIX_EPOCH, &Default::default())
+            .unwrap()
+            .0,
+        0
+    );
     let (removed, _) = store
-        .gc(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .gc(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(60),
+            &Default::default(),
+        )
         .unwrap();
     assert_eq!(removed, 1);
     assert!(store.has(&keep.hash));
@@ -201,9 +210,36 @@ fn gc_removes_only_unreferenced_old_chunks() {
     let (again, new) = store.put(b"orphan").unwrap();
     assert!(!new && again == orphan);
     assert_eq!(
-        store.gc(before_reuse).unwrap().0,
+        store.gc(before_reuse, &Default::default()).unwrap().0,
         0,
         "a just-reused chunk was collected"
     );
     assert!(store.has(&orphan.hash));
+}
+
+#[test]
+fn gc_spares_chunks_of_transfers_in_flight_and_verify_finds_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (pending, _) = store.put(b"arrived before its manifest").unwrap();
+    let (orphan, _) = store.put(b"nobody wants me").unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    let keep = std::collections::HashSet::from([pending.hash.clone()]);
+    assert_eq!(store.gc(later, &keep).unwrap().0, 1);
+    assert!(store.has(&pending.hash));
+    assert!(!store.has(&orphan.hash));
+    assert!(store.stored_size(&pending.hash) > 0);
+    assert_eq!(store.stored_size(&orphan.hash), 0);
+
+    store.verify_chunks(std::slice::from_ref(&pending)).unwrap();
+    let path = store.chunk_path(&pending.hash);
+    let mut data = std::fs::read(&path).unwrap();
+    let n = data.len() / 2;
+    data[n] ^= 0xff;
+    std::fs::write(&path, data).unwrap();
+    let err = store
+        .verify_chunks(std::slice::from_ref(&pending))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&pending.hash), "{err}");
 }

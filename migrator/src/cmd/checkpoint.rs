@@ -86,7 +86,8 @@ pub async fn list(ctx: &mut Ctx, args: ListArgs) -> anyhow::Result<()> {
     output::list(ctx.format, &views)
 }
 
-fn operation_id(result: &OperationResult) -> String {
+/// The id of the operation that produced `result` (empty if the agent sent none).
+pub fn operation_id(result: &OperationResult) -> String {
     result
         .operation
         .as_ref()

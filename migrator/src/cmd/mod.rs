@@ -1,6 +1,7 @@
 //! One module per command group. Each is thin: build the request, call the agent, print.
 
 pub mod agent;
+pub mod backup;
 pub mod checkpoint;
 pub mod completions;
 pub mod exec;
@@ -15,7 +16,7 @@ pub mod run;
 
 use std::process::ExitCode;
 
-use crate::cli::{AgentCommand, Cli, Command};
+use crate::cli::{AgentCommand, BackupCommand, Cli, Command};
 use crate::client::{self, Client};
 use crate::output::Format;
 
@@ -51,6 +52,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Checkpoints(args) => checkpoint::list(&mut ctx, args).await,
         Command::Move(args) => moves::run(&mut ctx, args).await,
         Command::Ops(args) => ops::run(&mut ctx, args).await,
+        Command::Backup { command } => match command {
+            BackupCommand::Schedule(args) => backup::schedule(&mut ctx, args).await,
+            BackupCommand::Unschedule(args) => backup::unschedule(&mut ctx, args).await,
+            BackupCommand::Schedules => backup::schedules(&mut ctx).await,
+            BackupCommand::Now(args) => backup::now(&mut ctx, args).await,
+            BackupCommand::Ls(args) => backup::list(&mut ctx, args).await,
+            BackupCommand::Show(args) => backup::show(&mut ctx, args).await,
+            BackupCommand::Rm(args) => backup::rm(&mut ctx, args).await,
+            BackupCommand::Verify(args) => backup::verify(&mut ctx, args).await,
+            BackupCommand::Restore(args) => backup::restore(&mut ctx, args).await,
+        },
         Command::Agent {
             command: AgentCommand::Status,
         } => agent::status(&mut ctx).await,

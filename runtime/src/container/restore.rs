@@ -34,6 +34,9 @@ pub struct RestoreOpts {
     /// The bundle on this host, when it is not where it was at checkpoint (after a move):
     /// its rootfs becomes the overlay's lower layer.
     pub bundle: Option<PathBuf>,
+    /// Restore established TCP connections closed (a backup restored later: their peers have
+    /// long moved on).
+    pub tcp_close: bool,
 }
 
 impl Default for RestoreOpts {
@@ -43,6 +46,7 @@ impl Default for RestoreOpts {
             netns: None,
             cgroup_path: None,
             bundle: None,
+            tcp_close: false,
         }
     }
 }
@@ -193,6 +197,7 @@ impl Runtime {
                 .collect(),
             inherit_fds,
             tcp_established: meta.tcp_established,
+            tcp_close: opts.tcp_close,
             ext_unix_sk: meta.ext_unix_sk,
             file_locks: meta.file_locks,
             empty_net_ns: meta.empty_net_ns,

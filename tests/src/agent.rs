@@ -260,6 +260,25 @@ impl TestAgent {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs the CLI with `--output json` and parses its lines (one JSON value each).
+    pub fn json(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        self.ok(&all)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// Ids of the containers this agent reports running.
+    pub fn running(&self) -> Vec<String> {
+        self.json(&["ps"])
+            .into_iter()
+            .filter(|c| c["status"] == "running")
+            .map(|c| c["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// The runtime's state root of this agent.
     pub fn runtime(&self) -> runtime::Runtime {
         runtime::Runtime::new(self.state_dir.join("containers"))

@@ -70,14 +70,6 @@ fn echo(stream: &mut (BufReader<TcpStream>, TcpStream), msg: &str) -> String {
     line
 }
 
-fn running_on(agent: &migrate_tests::agent::TestAgent) -> Vec<String> {
-    json(&agent.ok(&["ps", "--output", "json"]))
-        .into_iter()
-        .filter(|c| c["status"] == "running")
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn stateful_container_moves_there_and_back() {
     migrate_tests::prereq::require_criu();
@@ -124,10 +116,10 @@ fn stateful_container_moves_there_and_back() {
         "{r}"
     );
     assert!(
-        running_on(&hosts.host1).is_empty(),
+        hosts.host1.running().is_empty(),
         "the source still runs web"
     );
-    assert_eq!(running_on(&hosts.host2), ["web"]);
+    assert_eq!(hosts.host2.running(), ["web"]);
     assert_eq!(
         echo(&mut conn, "after-move"),
         "after-move\n",
@@ -159,8 +151,8 @@ fn stateful_container_moves_there_and_back() {
         back[0],
         r
     );
-    assert_eq!(running_on(&hosts.host1), ["web"]);
-    assert!(running_on(&hosts.host2).is_empty());
+    assert_eq!(hosts.host1.running(), ["web"]);
+    assert!(hosts.host2.running().is_empty());
     assert_eq!(echo(&mut conn, "home"), "home\n");
     let home = state(&hosts, &hosts.host1);
     assert!(home.count >= there.count && home.mem.ends_with(&checksum) && home.log_ok);
@@ -190,8 +182,8 @@ fn dry_run_reports_preflight_and_changes_nothing() {
         .host1
         .ok(&["move", "web", "--to", "host2", "--dry-run"]);
     assert!(out.contains("criu") && out.contains("ok"), "{out}");
-    assert_eq!(running_on(&hosts.host1), ["web"]);
-    assert!(running_on(&hosts.host2).is_empty());
+    assert_eq!(hosts.host1.running(), ["web"]);
+    assert!(hosts.host2.running().is_empty());
     let out = hosts
         .host1
         .cli(&["move", "web", "--to", "host2", "--mode", "precopy"]);
@@ -211,7 +203,7 @@ fn assert_rolled_back(hosts: &TwoHosts, out: std::process::Output, want: &str) {
         "{err:?} should mention {want}"
     );
     assert_eq!(
-        running_on(&hosts.host1),
+        hosts.host1.running(),
         ["web"],
         "web is not running on the source after the failed move"
     );
@@ -315,10 +307,10 @@ fn source_agent_killed_after_target_runs_ends_with_one_copy() {
         "the source agent should have crashed mid-move"
     );
     hosts.host1.kill9();
-    assert_eq!(running_on(&hosts.host2), ["web"], "the target runs web");
+    assert_eq!(hosts.host2.running(), ["web"], "the target runs web");
     hosts.host1.set_env("MIGRATE_FAULT", "");
     wait_for("host1 to give up its frozen copy", T, || {
-        running_on(&hosts.host1).is_empty().then_some(())
+        hosts.host1.running().is_empty().then_some(())
     });
     wait_for("host1 to forget web", T, || {
         json(&hosts.host1.ok(&["ps", "--output", "json"]))

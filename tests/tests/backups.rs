@@ -383,6 +383,13 @@ fn an_agent_killed_mid_backup_leaves_no_backup_and_no_frozen_container() {
         std::thread::sleep(Duration::from_millis(500));
         (ticks(&agent, "web").0 == t0).then_some(())
     });
+    // Two backups of one container never overlap: a second one is refused while this runs.
+    let second = agent.cli(&["backup", "now", "web"]);
+    assert!(!second.status.success(), "a second backup ran alongside");
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another operation in progress"),
+        "{second:?}"
+    );
     agent.kill9();
     let _ = cli.wait();
     agent.set_env("MIGRATE_FAULT", "");
@@ -404,15 +411,16 @@ fn an_agent_killed_mid_backup_leaves_no_backup_and_no_frozen_container() {
             .is_none(),
         "the cut-short backup's images are still in the scratch dir"
     );
-    let op = agent
+    let ops: Vec<Value> = agent
         .json(&["ops"])
         .into_iter()
-        .find(|o| o["kind"] == "backup")
-        .unwrap();
-    assert_eq!(op["state"], "failed", "{op}");
+        .filter(|o| o["kind"] == "backup")
+        .collect();
+    assert!(ops.iter().all(|o| o["state"] == "failed"), "{ops:?}");
     assert!(
-        op["error"].as_str().unwrap().contains("interrupted"),
-        "{op}"
+        ops.iter()
+            .any(|o| o["error"].as_str().unwrap().contains("interrupted")),
+        "{ops:?}"
     );
     // And the next backup works.
     let next = backup_now(&agent, "web", &[]);
@@ -465,6 +473,41 @@ fn a_replicated_backup_restores_on_the_peer_with_the_source_host_down() {
         "the restore test disturbed the original"
     );
 
+    // `--on`: host1 copies a backup to host2 and has host2 restore it there.
+    let calc = TestBundle::busybox(&[
+        "sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; usleep 20000; done",
+    ]);
+    hosts.host1.ok(&[
+        "run",
+        "calc",
+        "--bundle",
+        &calc.path().display().to_string(),
+    ]);
+    backup_now(&hosts.host1, "calc", &[]);
+    let copy = hosts
+        .host1
+        .json(&[
+            "backup", "restore", "calc", "--on", "host2", "--as", "calc2",
+        ])
+        .remove(0);
+    assert_eq!(copy["id"], "calc2");
+    assert_eq!(hosts.host2.running(), ["calc2"]);
+    hosts.host2.ok(&["rm", "--force", "calc2"]);
+    // A copy that would take the original's address while it is in use is refused, and
+    // leaves nothing on host2.
+    let out = hosts.host1.cli(&[
+        "backup", "restore", "web", "--on", "host2", "--as", "web-copy",
+    ]);
+    assert!(!out.status.success(), "two containers got {ip}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already in use"),
+        "{out:?}"
+    );
+    assert!(hosts.host2.running().is_empty());
+    assert_eq!(hosts.host2.netns_list(), Vec::<String>::new());
+
     // host1 dies: cut off, its agent and its container killed.
     hosts.link_down("host1");
     hosts.host1.kill9();
@@ -497,4 +540,34 @@ fn a_replicated_backup_restores_on_the_peer_with_the_source_host_down() {
         .unwrap()
         .next()
         .is_none());
+}
+
+#[test]
+fn a_run_missed_while_the_agent_was_down_runs_once_on_start() {
+    migrate_tests::prereq::require_criu();
+    let mut agent = TestAgent::start("host1", "");
+    let b = ticking_bundle(8);
+    run(&agent, "web", &b, None);
+    agent.ok(&["backup", "schedule", "web", "--every", "4s", "--keep", "10"]);
+    // Down before the first run is due, and for two more intervals.
+    agent.stop();
+    std::thread::sleep(Duration::from_secs(10));
+    agent.restart();
+    wait_for("the missed run", T, || {
+        (succeeded_backups(&agent, "web") == 1).then_some(())
+    });
+    // Not once per missed slot: the next run is an interval later.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        succeeded_backups(&agent, "web"),
+        1,
+        "missed slots were made up one by one"
+    );
+    let s = agent.json(&["backup", "schedules"]).remove(0);
+    assert!(s["last_run_unix"].as_i64().unwrap() > 0, "{s}");
+    assert_eq!(s["last_error"], "", "{s}");
+    wait_for("the next regular run", T, || {
+        (succeeded_backups(&agent, "web") >= 2).then_some(())
+    });
+    agent.ok(&["backup", "unschedule", "web"]);
 }

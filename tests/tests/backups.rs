@@ -448,6 +448,10 @@ fn a_replicated_backup_restores_on_the_peer_with_the_source_host_down() {
         .host1
         .ok(&["exec", "web", "--", "sh", "-c", "echo before > /tmp/marker"]);
 
+    // A client is connected while the backup is taken: its connection is in the images and
+    // comes back closed in restored copies, and the original keeps it.
+    let mut conn = hosts.client_connect(&addr, 8000).unwrap();
+    assert_eq!(echo(&mut conn, "before"), "before\n");
     let backup = backup_now(&hosts.host1, "web", &["--replicate-to", "host2"]);
     assert_eq!(backup["replicas"], serde_json::json!(["host2"]), "{backup}");
     assert!(backup["sent_bytes"].as_u64().unwrap() > 0, "{backup}");
@@ -460,7 +464,6 @@ fn a_replicated_backup_restores_on_the_peer_with_the_source_host_down() {
     let (there, _) = backups(&hosts.host2, "web");
     assert_eq!(ids(&there), [id.clone()].into());
     assert_eq!(there[0]["origin"], "host1");
-    let mut conn = hosts.client_connect(&addr, 8000).unwrap();
     let v = hosts
         .host2
         .json(&["backup", "verify", &id, "--restore-test"]);

@@ -591,6 +591,9 @@ impl Agent {
         }
         self.network_down(&rec);
         self.catalog.delete_container(id)?;
+        // Its backups stay (they may be all that is left of it); its schedule has nothing to
+        // back up any more.
+        self.catalog.delete_schedule(id)?;
         for p in [
             self.log_path(id),
             self.exit_path(id),

@@ -406,6 +406,12 @@ async fn frozen_phase(
         ip: rec.ip.clone(),
         mac: rec.mac.clone(),
         created_unix: rec.created_unix,
+        backup_schedule: agent
+            .catalog
+            .schedule(&rec.id)
+            .ok()
+            .flatten()
+            .map(|s| crate::backups::schedule_to_proto(&s)),
     };
     let mut request = tonic::Request::new(req);
     request.set_timeout(RECEIVE_TIMEOUT);
@@ -482,6 +488,8 @@ async fn commit_source(agent: &Arc<Agent>, id: &str, rec: &ContainerRecord) {
         // Cut the network first: the killed sockets must not send RSTs to clients that now
         // talk to the target.
         a.network_down(&rec);
+        // Its backup schedule went with it.
+        let _ = a.catalog.delete_schedule(&id);
         if let Some(c) = a.live(&id) {
             if let Err(e) = c.delete(true) {
                 tracing::warn!(container.id = %id, error = %chain(&e), "cannot remove the source copy");
@@ -961,10 +969,12 @@ pub fn put_chunk(agent: &Agent, c: &ChunkUpload) -> Result<(), String> {
 }
 
 /// Materializes and restores a moved container; returns its pid and CRIU's restore time.
+/// `source` is the sending peer's node name.
 pub fn receive(
     agent: &Arc<Agent>,
     op: &OpHandle,
     req: &ReceiveRequest,
+    source: &str,
 ) -> Result<(i32, u64), String> {
     let layer: Manifest = serde_json::from_slice(&req.layer_manifest)
         .map_err(|e| format!("bad layer manifest: {e}"))?;
@@ -1003,6 +1013,9 @@ pub fn receive(
         tcp_close: false,
     };
     let started = land(agent, op, rec, &landing)?;
+    if let Some(s) = &req.backup_schedule {
+        crate::backups::adopt_schedule(agent, op, &id, s, source);
+    }
     Ok((started.pid.unwrap_or(0), started.restore_ms.unwrap_or(0)))
 }
 
@@ -1186,6 +1199,7 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
                 }
                 agent.network_down(&rec);
                 let _ = agent.catalog.delete_container(&rec.id);
+                let _ = agent.catalog.delete_schedule(&rec.id);
             }
         }
         let _ = agent.catalog.journal(&crate::catalog::JournalEntry {

@@ -290,6 +290,12 @@ fn an_idle_containers_next_backup_adds_under_a_tenth() {
     );
     let v = agent.json(&["backup", "verify", second["backup_id"].as_str().unwrap()]);
     assert_eq!(v[0]["verified_ok"], true, "{v:?}");
+
+    // Removing the container ends its schedule; its backups stay.
+    agent.ok(&["backup", "schedule", "db", "--every", "1h", "--keep", "1"]);
+    agent.ok(&["rm", "--force", "db"]);
+    assert!(agent.json(&["backup", "schedules"]).is_empty());
+    assert_eq!(backups(&agent, "db").0.len(), 1);
 }
 
 #[test]

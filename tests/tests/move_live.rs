@@ -99,6 +99,29 @@ fn stateful_container_moves_there_and_back() {
     });
     let before = state(&hosts, &hosts.host1);
     let checksum = before.mem.split_whitespace().nth(2).unwrap().to_string();
+    // Its backup schedule moves with it.
+    hosts.host1.ok(&[
+        "backup",
+        "schedule",
+        "web",
+        "--every",
+        "1h",
+        "--keep",
+        "3",
+        "--replicate-to",
+        "host2",
+    ]);
+    let schedule_on = |h: &migrate_tests::agent::TestAgent| -> Vec<(String, String)> {
+        h.json(&["backup", "schedules"])
+            .iter()
+            .map(|s| {
+                (
+                    s["container_id"].as_str().unwrap().to_string(),
+                    s["replicate_to"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
 
     let report = json(
         &hosts
@@ -138,6 +161,12 @@ fn stateful_container_moves_there_and_back() {
         there.mem
     );
     assert!(there.log_ok, "the appended log lost or duplicated lines");
+    assert!(schedule_on(&hosts.host1).is_empty());
+    assert_eq!(
+        schedule_on(&hosts.host2),
+        [("web".to_string(), "host1".to_string())],
+        "the schedule did not follow (replicating to where it came from)"
+    );
 
     // Back again; the target already holds the bundle layer, so the second move sends less.
     let back = json(
@@ -156,6 +185,11 @@ fn stateful_container_moves_there_and_back() {
     assert_eq!(echo(&mut conn, "home"), "home\n");
     let home = state(&hosts, &hosts.host1);
     assert!(home.count >= there.count && home.mem.ends_with(&checksum) && home.log_ok);
+    assert!(schedule_on(&hosts.host2).is_empty());
+    assert_eq!(
+        schedule_on(&hosts.host1),
+        [("web".to_string(), "host2".to_string())]
+    );
     for h in [&hosts.host1, &hosts.host2] {
         let left: Vec<_> = std::fs::read_dir(h.scratch.path())
             .unwrap()

@@ -805,6 +805,54 @@ pub fn scheduler(agent: Arc<Agent>) {
     });
 }
 
+/// A moved-in container's schedule: kept here, its next run one interval (or cron slot) from
+/// now. Replication to this host would be pointless, so it becomes replication to `source`,
+/// where the container came from.
+pub fn adopt_schedule(
+    agent: &Agent,
+    op: &OpHandle,
+    id: &str,
+    s: &pb::BackupSchedule,
+    source: &str,
+) {
+    let cron = (!s.cron.is_empty())
+        .then(|| schedule::Cron::parse(&s.cron).ok())
+        .flatten();
+    let now = now_unix();
+    let replicate_to = if s.replicate_to == agent.config.node {
+        source.to_string()
+    } else {
+        s.replicate_to.clone()
+    };
+    let rec = ScheduleRecord {
+        container_id: id.to_string(),
+        every_secs: s.every_secs,
+        cron: s.cron.clone(),
+        keep: s.keep.max(1),
+        keep_daily: s.keep_daily,
+        replicate_to,
+        last_run_unix: s.last_run_unix,
+        next_run_unix: schedule::next_run(s.every_secs, cron.as_ref(), now).unwrap_or(i64::MAX),
+        last_error: String::new(),
+    };
+    match agent.catalog.put_schedule(&rec) {
+        Ok(()) => op.event(
+            "schedule",
+            format!(
+                "backup schedule kept (replicating to {})",
+                if rec.replicate_to.is_empty() {
+                    "nowhere"
+                } else {
+                    &rec.replicate_to
+                }
+            ),
+        ),
+        Err(e) => {
+            tracing::warn!(container.id = %id, error = %chain(&e), "cannot keep the moved container's backup schedule")
+        }
+    }
+}
+
 /// `backup schedule`: validates and stores a schedule; the first run is one interval (or the
 /// next cron slot) from now.
 pub fn set_schedule(

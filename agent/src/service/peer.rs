@@ -125,6 +125,11 @@ impl Peer for PeerApi {
         &self,
         req: Request<ReceiveRequest>,
     ) -> Result<Response<ReceiveResponse>, Status> {
+        let source = req
+            .extensions()
+            .get::<PeerName>()
+            .map(|p| p.0.clone())
+            .unwrap_or_default();
         let r = req.into_inner();
         let op = self
             .agent
@@ -132,7 +137,7 @@ impl Peer for PeerApi {
             .start_with_id(&r.move_id, "move-in", &r.container_id);
         let a = self.agent.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let res = crate::moves::receive(&a, &op, &r);
+            let res = crate::moves::receive(&a, &op, &r, &source);
             match &res {
                 Ok(_) => op.finish(Ok(Default::default())),
                 Err(e) => op.finish(Err(e.clone())),

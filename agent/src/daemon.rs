@@ -64,6 +64,8 @@ pub struct Agent {
     pub store: crate::store::Store,
     /// Chunks received per incoming move, to discard them if the move is aborted.
     pub incoming: Mutex<std::collections::HashMap<String, HashSet<String>>>,
+    /// Manifests of moves that restored here, committed when the source commits the move.
+    pub pending_manifests: Mutex<std::collections::HashMap<String, Vec<crate::store::Manifest>>>,
     /// Held (shared) by whatever writes chunks before committing the manifest that names them
     /// (backups, outgoing moves); garbage collection takes it exclusively.
     pub store_lock: Arc<tokio::sync::RwLock<()>>,
@@ -147,6 +149,7 @@ impl Agent {
             store,
             incoming: Mutex::new(std::collections::HashMap::new()),
             store_lock: Arc::new(tokio::sync::RwLock::new(())),
+            pending_manifests: Mutex::new(std::collections::HashMap::new()),
             exe: std::env::current_exe().context("cannot find the agent's own binary")?,
             started: Instant::now(),
             watched: Mutex::new(HashSet::new()),

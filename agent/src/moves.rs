@@ -240,7 +240,7 @@ pub async fn move_out(
         &mut lap,
     )
     .await;
-    let (pid, restore_ms) = match outcome {
+    let (pid, restore_ms, checkpoint) = match outcome {
         Ok(v) => v,
         Err((e, receive_attempted)) => {
             op.event("rollback", format!("rolling back: {e}"));
@@ -274,6 +274,14 @@ pub async fn move_out(
     // Still holding the claim: the exit watcher must not see the copy die and record it.
     commit_source(&agent, id, &rec).await;
     drop(busy);
+    // Off the downtime: keep the checkpoint's manifest here for a later move's pre-seed (this
+    // syncs every chunk written while frozen, which costs seconds for a large container).
+    {
+        let a = agent.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.store.commit(&checkpoint)).await {
+            tracing::warn!(error = %chain(&e), "cannot keep the checkpoint's manifest; a later move sends it all again");
+        }
+    }
     if let Err(s) = client
         .finish(FinishRequest {
             move_id: op.id().to_string(),
@@ -350,7 +358,7 @@ async fn frozen_phase(
     counters: &mut Counters,
     report: &mut MoveReport,
     lap: &mut impl FnMut(&mut MoveReport, &str),
-) -> Result<(i32, u64), (String, bool)> {
+) -> Result<(i32, u64, Manifest), (String, bool)> {
     let no = |e: String| (e, false);
     let c2 = c.clone();
     let dir = move_dir(agent, op.id());
@@ -421,7 +429,7 @@ async fn frozen_phase(
         .map_err(|s| (status_err(to, s), true))?
         .into_inner();
     lap(report, "restore");
-    Ok((resp.pid, resp.restore_ms))
+    Ok((resp.pid, resp.restore_ms, checkpoint))
 }
 
 /// Source-side rollback: the target discards the move, then the source thaws. If the target
@@ -504,7 +512,8 @@ async fn commit_source(agent: &Arc<Agent>, id: &str, rec: &ContainerRecord) {
 }
 
 /// Cuts the checkpoint in `dir` into chunks (on every core) and streams the ones the target
-/// lacks while the rest are still being cut; returns the committed manifest.
+/// lacks while the rest are still being cut; returns the manifest, not yet committed (that
+/// waits until the container runs on the target).
 async fn stream_checkpoint(
     agent: &Arc<Agent>,
     client: &mut PeerClient<Channel>,
@@ -592,7 +601,6 @@ async fn stream_checkpoint(
         files: files?,
         provenance: provenance(agent, dir),
     };
-    agent.store.commit(&m).map_err(|e| chain(&e))?;
     op.event(
         "transfer",
         format!(
@@ -991,9 +999,10 @@ pub fn receive(
     {
         return Err(format!("a container named {id} exists here"));
     }
-    op.event("verify", "committing manifests (every chunk verified)");
-    agent.store.commit(&layer).map_err(|e| chain(&e))?;
-    agent.store.commit(&ckpt).map_err(|e| chain(&e))?;
+    for m in [&layer, &ckpt] {
+        m.validate()
+            .map_err(|e| format!("invalid manifest {}: {e}", m.id))?;
+    }
     let rec = ContainerRecord {
         id: id.clone(),
         bundle: String::new(),
@@ -1011,8 +1020,22 @@ pub fn receive(
         dir: move_dir(agent, op.id()),
         network: LandingNet::Bridge { check_free: false },
         tcp_close: false,
+        trusted: agent
+            .incoming
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&req.move_id)
+            .cloned()
+            .unwrap_or_default(),
     };
     let started = land(agent, op, rec, &landing)?;
+    // The manifests are committed when the source commits (off the downtime: committing
+    // syncs every chunk received, which costs seconds for a large container).
+    agent
+        .pending_manifests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(req.move_id.clone(), vec![layer, ckpt]);
     if let Some(s) = &req.backup_schedule {
         crate::backups::adopt_schedule(agent, op, &id, s, source);
     }
@@ -1036,6 +1059,9 @@ pub(crate) struct Landing<'a> {
     pub dir: PathBuf,
     pub network: LandingNet,
     pub tcp_close: bool,
+    /// Chunks verified moments ago (received for this move, or checked by the caller): they
+    /// are written without hashing them again.
+    pub trusted: HashSet<String>,
 }
 
 /// Restores a container from the store on this host: writes the images (verifying every
@@ -1051,7 +1077,7 @@ pub(crate) fn land(
     let _ = std::fs::remove_dir_all(&l.dir);
     let written = agent
         .store
-        .materialize(l.checkpoint, &l.dir)
+        .materialize(l.checkpoint, &l.dir, &l.trusted)
         .map_err(|e| chain(&e))
         .and_then(|()| materialize_layer(agent, l.layer));
     let bundle = match written {
@@ -1133,7 +1159,7 @@ pub(crate) fn materialize_layer(agent: &Agent, layer: &Manifest) -> Result<PathB
     let _ = std::fs::remove_dir_all(&tmp);
     agent
         .store
-        .materialize(layer, &tmp.join("layer"))
+        .materialize(layer, &tmp.join("layer"), &Default::default())
         .map_err(|e| chain(&e))?;
     let root = tmp.join("bundle");
     std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
@@ -1169,7 +1195,18 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
         .catalog
         .operation(move_id)
         .map_err(|e| e.to_string())?;
+    let pending = agent
+        .pending_manifests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(move_id)
+        .unwrap_or_default();
     if commit {
+        for m in &pending {
+            if let Err(e) = agent.store.commit(m) {
+                tracing::warn!(move.id = %move_id, manifest = %m.id, error = %chain(&e), "cannot keep a moved-in manifest");
+            }
+        }
         agent
             .incoming
             .lock()

@@ -504,14 +504,10 @@ pub fn restore(
         format!("verifying the {} chunks of {}", m.chunks().count(), b.id),
     );
     // Every chunk is checked before anything starts: a damaged backup restores nothing.
+    let chunks: Vec<_> = m.chunks().chain(layer.chunks()).cloned().collect();
     agent
         .store
-        .verify_chunks(
-            &m.chunks()
-                .chain(layer.chunks())
-                .cloned()
-                .collect::<Vec<_>>(),
-        )
+        .verify_chunks(&chunks)
         .map_err(|e| format!("backup {} cannot be restored: {}", b.id, chain(&e)))?;
     if old.is_some() {
         // A stopped container of that name gives way.
@@ -551,6 +547,7 @@ pub fn restore(
             LandingNet::Bridge { check_free: true }
         },
         tcp_close: true,
+        trusted: chunks.into_iter().map(|r| r.hash).collect(),
     };
     let landed = moves::land(agent, op, rec.clone(), &landing);
     let _ = std::fs::remove_dir_all(&landing.dir);

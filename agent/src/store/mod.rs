@@ -223,6 +223,16 @@ impl Store {
 
     /// The contents of several chunks (verified), read in parallel, in order.
     fn read_many(&self, refs: &[ChunkRef]) -> Result<Vec<Vec<u8>>> {
+        self.read_many_trusting(refs, &Default::default())
+    }
+
+    /// Like [`Store::read_many`], but chunks in `trusted` (verified moments ago) are only
+    /// decompressed, not hashed again.
+    fn read_many_trusting(
+        &self,
+        refs: &[ChunkRef],
+        trusted: &std::collections::HashSet<String>,
+    ) -> Result<Vec<Vec<u8>>> {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -234,7 +244,13 @@ impl Store {
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|r| self.read(r))
+                            .map(|r| {
+                                if trusted.contains(&r.hash) {
+                                    self.read_unverified(r)
+                                } else {
+                                    self.read(r)
+                                }
+                            })
                             .collect::<Result<Vec<_>>>()
                     })
                 })
@@ -250,6 +266,23 @@ impl Store {
     /// The content of a chunk (verified).
     pub fn read(&self, r: &ChunkRef) -> Result<Vec<u8>> {
         verify(&r.hash, r.size, &self.read_compressed_raw(r)?)
+    }
+
+    /// The content of a chunk, decompressed but not hashed (its size is still checked).
+    fn read_unverified(&self, r: &ChunkRef) -> Result<Vec<u8>> {
+        let data = zstd::bulk::decompress(&self.read_compressed_raw(r)?, r.size as usize).map_err(
+            |e| StoreError::Corrupt {
+                hash: r.hash.clone(),
+                reason: format!("does not decompress: {e}"),
+            },
+        )?;
+        if data.len() as u64 != r.size {
+            return Err(StoreError::Corrupt {
+                hash: r.hash.clone(),
+                reason: format!("{} bytes, expected {}", data.len(), r.size),
+            });
+        }
+        Ok(data)
     }
 
     /// Writes a chunk file: temp file, then rename, so a chunk file is never partial. It is not
@@ -404,8 +437,14 @@ impl Store {
         }
     }
 
-    /// Writes the files of `m` under `dest`, verifying every chunk before it is written.
-    pub fn materialize(&self, m: &Manifest, dest: &Path) -> Result<()> {
+    /// Writes the files of `m` under `dest`, verifying every chunk before it is written, except
+    /// those in `trusted` (chunks the caller verified moments ago, which are only decompressed).
+    pub fn materialize(
+        &self,
+        m: &Manifest,
+        dest: &Path,
+        trusted: &std::collections::HashSet<String>,
+    ) -> Result<()> {
         fs::create_dir_all(dest).map_err(io("create", dest))?;
         for f in &m.files {
             let path = dest.join(&f.path);
@@ -415,7 +454,7 @@ impl Store {
             let mut out = File::create(&path).map_err(io("create", &path))?;
             // Decompress and verify a window of chunks on every core, then write them in order.
             for window in f.chunks.chunks(32) {
-                for data in self.read_many(window)? {
+                for data in self.read_many_trusting(window, trusted)? {
                     out.write_all(&data).map_err(io("write", &path))?;
                 }
             }

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod certs;
 pub mod config;
 pub mod daemon;
+pub mod drills;
 pub mod error;
 pub mod metrics;
 pub mod moves;

@@ -1,4 +1,4 @@
-//! Backups and backup schedules in the catalog.
+//! Backups, backup schedules and drill runs in the catalog.
 
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -208,6 +208,33 @@ impl Catalog {
             .map_err(q("list backup schedules"))
     }
 
+    /// Records (or replaces) a drill run's report (protobuf bytes).
+    pub fn put_drill(&self, id: &str, started_unix_ms: i64, report: &[u8]) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO drills (id, started_unix_ms, report) VALUES (?1, ?2, ?3)",
+                params![id, started_unix_ms, report],
+            )
+            .map(|_| ())
+            .map_err(q("save drill"))
+    }
+
+    /// Drill reports (protobuf bytes), newest first; one if `id` is given.
+    pub fn drills(&self, id: Option<&str>) -> Result<Vec<Vec<u8>>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT report FROM drills WHERE (?1 IS NULL OR id = ?1)
+                 ORDER BY started_unix_ms DESC, rowid DESC",
+            )
+            .map_err(q("list drills"))?;
+        let rows = stmt
+            .query_map([id], |r| r.get(0))
+            .map_err(q("list drills"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(q("list drills"))
+    }
+
     /// Removes a schedule; returns false if there was none.
     pub fn delete_schedule(&self, container_id: &str) -> Result<bool> {
         self.conn()
@@ -264,6 +291,19 @@ mod tests {
         assert!(c.backups(Some("db")).unwrap().is_empty());
         c.delete_backup("web-1").unwrap();
         assert!(c.backup("web-1").unwrap().is_none());
+    }
+
+    #[test]
+    fn drills_newest_first() {
+        let (_d, c) = open();
+        c.put_drill("a", 10, b"first").unwrap();
+        c.put_drill("b", 20, b"second").unwrap();
+        assert_eq!(
+            c.drills(None).unwrap(),
+            [b"second".to_vec(), b"first".to_vec()]
+        );
+        assert_eq!(c.drills(Some("a")).unwrap(), [b"first".to_vec()]);
+        assert!(c.drills(Some("zz")).unwrap().is_empty());
     }
 
     #[test]

@@ -80,6 +80,12 @@ const STEPS: &[&str] = &[
         next_run_unix INTEGER NOT NULL,
         last_error TEXT NOT NULL DEFAULT ''
     );",
+    // 3 -> 4: the history of drill runs (the report as protobuf bytes).
+    "CREATE TABLE drills (
+        id TEXT PRIMARY KEY,
+        started_unix_ms INTEGER NOT NULL,
+        report BLOB NOT NULL
+    );",
 ];
 
 /// The schema version this agent writes.

@@ -583,6 +583,86 @@ impl AgentApi for LocalApi {
         });
         Ok(Response::new(stream))
     }
+
+    type RunDrillStream = EventStream;
+
+    async fn run_drill(
+        &self,
+        req: Request<RunDrillRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let r = req.into_inner();
+        self.agent
+            .metrics
+            .rpcs
+            .with_label_values(&["run_drill"])
+            .inc();
+        let drill = r
+            .drill
+            .ok_or_else(|| Status::invalid_argument("no drill in the request"))?;
+        let op = self.agent.ops.start("drill", "");
+        let stream = self.watch_stream(op.id())?;
+        let agent = self.agent.clone();
+        tokio::spawn(async move {
+            let span = op.span.clone();
+            let result = tracing::Instrument::instrument(
+                crate::drills::run(agent, &op, &drill, r.dry_run),
+                span,
+            )
+            .await;
+            op.finish(result);
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn validate_drill(
+        &self,
+        req: Request<Drill>,
+    ) -> Result<Response<ValidateDrillResponse>, Status> {
+        self.agent
+            .metrics
+            .rpcs
+            .with_label_values(&["validate_drill"])
+            .inc();
+        let problems = crate::drills::validate(&self.agent, &req.into_inner()).await;
+        Ok(Response::new(ValidateDrillResponse { problems }))
+    }
+
+    async fn list_drills(
+        &self,
+        _: Request<ListDrillsRequest>,
+    ) -> Result<Response<ListDrillsResponse>, Status> {
+        self.blocking("list_drills", |a| {
+            let mut drills = crate::drills::history(&a, None).map_err(AgentError::Internal)?;
+            for d in &mut drills {
+                d.steps.clear();
+            }
+            Ok(ListDrillsResponse { drills })
+        })
+        .await
+    }
+
+    async fn show_drill(&self, req: Request<DrillRef>) -> Result<Response<DrillReport>, Status> {
+        let id = req.into_inner().drill_id;
+        self.blocking("show_drill", move |a| {
+            crate::drills::history(&a, Some(&id))
+                .map_err(AgentError::Internal)?
+                .pop()
+                .ok_or_else(|| AgentError::NotFound(format!("drill {id} does not exist")))
+        })
+        .await
+    }
+
+    async fn unfence(
+        &self,
+        _: Request<UnfenceRequest>,
+    ) -> Result<Response<UnfenceResponse>, Status> {
+        self.blocking("unfence", |a| {
+            crate::drills::unfence(&a)
+                .map(|removed| UnfenceResponse { removed })
+                .map_err(AgentError::Internal)
+        })
+        .await
+    }
 }
 
 /// Index where the last `lines` lines of `data` start (0 = everything).

@@ -30,6 +30,7 @@ impl PeerApi {
 #[tonic::async_trait]
 impl Peer for PeerApi {
     async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
         let peer = req
             .extensions()
             .get::<PeerName>()
@@ -63,6 +64,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<PreflightRequest>,
     ) -> Result<Response<PreflightResponse>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
         let r = req.into_inner();
         tracing::info!(container.id = %r.container_id, move.id = %r.move_id, "preflight");
         let resp = self
@@ -76,6 +78,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<HaveChunksRequest>,
     ) -> Result<Response<HaveChunksResponse>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
         let hashes = req.into_inner().hashes;
         let have = hashes.iter().map(|h| self.agent.store.has(h)).collect();
         Ok(Response::new(HaveChunksResponse { have }))
@@ -85,6 +88,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<tonic::Streaming<ChunkUpload>>,
     ) -> Result<Response<PutChunksResponse>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
         let mut stream = req.into_inner();
         let (mut chunks, mut bytes) = (0u64, 0u64);
         // Verify and store several chunks at once (decompress + hash is the costly part), while
@@ -125,6 +129,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<ReceiveRequest>,
     ) -> Result<Response<ReceiveResponse>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
         let source = req
             .extensions()
             .get::<PeerName>()
@@ -156,6 +161,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<FinishRequest>,
     ) -> Result<Response<FinishResponse>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
         let r = req.into_inner();
         tracing::info!(move.id = %r.move_id, commit = r.commit, "move finished by the source");
         self.blocking(move |a| crate::moves::finish(&a, &r.move_id, r.commit))
@@ -168,6 +174,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<MoveStatusRequest>,
     ) -> Result<Response<MoveStatusResponse>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
         let id = req.into_inner().move_id;
         let state = self
             .blocking(move |a| Ok(crate::moves::status(&a, &id)))
@@ -180,6 +187,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<PutBackupRequest>,
     ) -> Result<Response<PutBackupResponse>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
         let peer = req
             .extensions()
             .get::<PeerName>()
@@ -207,6 +215,7 @@ impl Peer for PeerApi {
         &self,
         req: Request<PeerRestoreBackupRequest>,
     ) -> Result<Response<PeerRestoreBackupResponse>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
         let r = req.into_inner();
         let b = crate::backups::find(&self.agent, &r.backup_id)?;
         let name = if r.r#as.is_empty() {
@@ -229,6 +238,23 @@ impl Peer for PeerApi {
                     container: Some(container),
                 })
             })
+            .map_err(Status::failed_precondition)
+    }
+
+    async fn drill_step(
+        &self,
+        req: Request<PeerDrillStepRequest>,
+    ) -> Result<Response<PeerDrillStepResponse>, Status> {
+        let r = req.into_inner();
+        let step = r.step.unwrap_or_default();
+        // A failed host answers only the step that ends its failure.
+        if step.action != "recover-host" {
+            crate::drills::check_not_fenced(&self.agent)?;
+        }
+        tracing::info!(drill.id = %r.drill_id, action = %step.action, container.id = %step.container, "drill step");
+        crate::drills::local_step(self.agent.clone(), &r.drill_id, &step)
+            .await
+            .map(Response::new)
             .map_err(Status::failed_precondition)
     }
 }

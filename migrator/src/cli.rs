@@ -75,6 +75,11 @@ pub enum Command {
         #[command(subcommand)]
         command: BackupCommand,
     },
+    /// Failover drills: run a drill file, check it, list and show past runs.
+    Drill {
+        #[command(subcommand)]
+        command: DrillCommand,
+    },
     /// The local agent itself.
     Agent {
         #[command(subcommand)]
@@ -91,6 +96,23 @@ pub enum Command {
 pub enum AgentCommand {
     /// Versions, CRIU check and features, cgroups, kernel, and how many peers answer.
     Status,
+    /// End the failure a drill's fail-host put this host in; removes the containers the failure
+    /// killed (they were restored elsewhere).
+    Unfence,
+}
+
+/// `migrate drill ...`
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Run a drill file: check it, run its steps, print the report and write it as Markdown;
+    /// exit 1 unless the drill passed.
+    Run(cmd::drill::RunArgs),
+    /// Check a drill file, here and against the hosts and containers it names; change nothing.
+    Validate(cmd::drill::ValidateArgs),
+    /// List the drill runs this agent coordinated, newest first.
+    Ls,
+    /// Show one drill run's report.
+    Show(cmd::drill::ShowArgs),
 }
 
 /// `migrate backup ...`
@@ -121,7 +143,7 @@ mod tests {
     use clap::error::ErrorKind;
     use clap::{CommandFactory, Parser};
 
-    use super::{BackupCommand, Cli, Command};
+    use super::{AgentCommand, BackupCommand, Cli, Command, DrillCommand};
 
     #[test]
     fn command_line_is_consistent() {
@@ -256,5 +278,46 @@ mod tests {
         assert_eq!(args.from.as_deref(), Some("b1"));
         assert_eq!(args.on.as_deref(), Some("host2"));
         assert_eq!(args.new_name.as_deref(), Some("web2"));
+    }
+
+    #[test]
+    fn drill_commands() {
+        let cli = parse(&[
+            "drill",
+            "run",
+            "deploy/drills/host-loss.toml",
+            "--dry-run",
+            "--report",
+            "out.md",
+        ])
+        .unwrap();
+        let Command::Drill {
+            command: DrillCommand::Run(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.file.to_str(), Some("deploy/drills/host-loss.toml"));
+        assert!(args.dry_run);
+        assert_eq!(args.report.unwrap().to_str(), Some("out.md"));
+
+        assert!(parse(&["drill", "validate", "d.toml"]).is_ok());
+        assert!(parse(&["drill", "ls"]).is_ok());
+        assert!(parse(&["-o", "json", "drill", "show", "op-1", "--report", "r.md"]).is_ok());
+        assert_eq!(
+            parse_error(&["drill", "run"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_error(&["drill", "show"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        let cli = parse(&["agent", "unfence"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Agent {
+                command: AgentCommand::Unfence
+            }
+        ));
     }
 }

@@ -176,6 +176,48 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A Unix time in milliseconds as an RFC 3339 UTC timestamp to the second
+/// (`2023-11-14T22:13:20Z`); `-` when unset.
+pub fn rfc3339(unix_ms: i64) -> String {
+    if unix_ms <= 0 {
+        return "-".to_string();
+    }
+    let secs = unix_ms.div_euclid(1000);
+    let (days, secs_of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs_of_day / 3600,
+        secs_of_day % 3600 / 60,
+        secs_of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Seconds from milliseconds, to a tenth: `12.3 s`.
+pub fn seconds(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
 /// `-` for values that mean "none" (zero, empty), the value itself otherwise.
 pub fn or_dash(value: impl ToString, is_none: bool) -> String {
     if is_none {
@@ -228,5 +270,17 @@ mod tests {
         assert_eq!(interval(45), "45s");
         assert_eq!(interval(5400), "1h30m");
         assert_eq!(interval(86_400 + 7200 + 1), "1d2h1s");
+        assert_eq!(seconds(12_345), "12.3 s");
+        assert_eq!(seconds(0), "0.0 s");
+    }
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(rfc3339(0), "-");
+        assert_eq!(rfc3339(1), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(951_868_799_000), "2000-02-29T23:59:59Z");
+        assert_eq!(rfc3339(4_107_542_400_000), "2100-03-01T00:00:00Z");
     }
 }

@@ -14,13 +14,23 @@ use crate::output::Format;
 /// Consumes `events` until the final one and returns its result; a failed operation becomes an
 /// error carrying the agent's one-line reason.
 pub async fn follow(
-    mut events: Streaming<OperationEvent>,
+    events: Streaming<OperationEvent>,
     format: Format,
 ) -> anyhow::Result<OperationResult> {
+    let (result, operation_id) = follow_to_end(events, format).await?;
+    finish(result, &operation_id)
+}
+
+/// Consumes `events` until the final one and returns its result and the operation's id, whether
+/// the operation succeeded or not: for callers that print a failed operation's report too.
+pub async fn follow_to_end(
+    mut events: Streaming<OperationEvent>,
+    format: Format,
+) -> anyhow::Result<(OperationResult, String)> {
     let progress = Progress::new(format);
     while let Some(event) = events.message().await? {
         match event.done {
-            Some(result) => return finish(result, &event.operation_id),
+            Some(result) => return Ok((result, event.operation_id)),
             None => progress.show(&event),
         }
     }
@@ -28,7 +38,7 @@ pub async fn follow(
 }
 
 /// Success stays a result; failure becomes the error line.
-fn finish(result: OperationResult, operation_id: &str) -> anyhow::Result<OperationResult> {
+pub fn finish(result: OperationResult, operation_id: &str) -> anyhow::Result<OperationResult> {
     if result.success {
         return Ok(result);
     }

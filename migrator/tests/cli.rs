@@ -9,14 +9,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proto::v1::agent_server::{Agent, AgentServer};
 use proto::v1::{
     AgentStatus, Backup, BackupNowRequest, BackupRef, BackupSchedule, Checkpoint,
-    CheckpointRequest, Container, ContainerRef, ContainerStatus, ExecRequest, ExecResponse,
-    Feature, Host, HostsRequest, HostsResponse, KillRequest, ListBackupSchedulesRequest,
+    CheckpointRequest, Container, ContainerRef, ContainerStatus, Drill, DrillProblem, DrillRef,
+    DrillReport, DrillStep, DrillStepResult, ExecRequest, ExecResponse, Feature, Host,
+    HostsRequest, HostsResponse, KillRequest, ListBackupSchedulesRequest,
     ListBackupSchedulesResponse, ListBackupsRequest, ListBackupsResponse, ListCheckpointsRequest,
-    ListCheckpointsResponse, ListOperationsRequest, ListOperationsResponse, ListRequest,
-    ListResponse, LogChunk, LogsRequest, MoveReport, MoveRequest, Operation, OperationEvent,
-    OperationRef, OperationResult, PhaseTime, RemoveBackupResponse, RemoveRequest, RemoveResponse,
-    RestartPolicy, RestoreBackupRequest, RestoreRequest, RunRequest, ScheduleBackupRequest,
-    StatusRequest, StopRequest, VerifyBackupRequest,
+    ListCheckpointsResponse, ListDrillsRequest, ListDrillsResponse, ListOperationsRequest,
+    ListOperationsResponse, ListRequest, ListResponse, LogChunk, LogsRequest, MoveReport,
+    MoveRequest, Operation, OperationEvent, OperationRef, OperationResult, PhaseTime,
+    RemoveBackupResponse, RemoveRequest, RemoveResponse, RestartPolicy, RestoreBackupRequest,
+    RestoreRequest, RunDrillRequest, RunRequest, ScheduleBackupRequest, StatusRequest, StopRequest,
+    UnfenceRequest, UnfenceResponse, ValidateDrillResponse, VerifyBackupRequest,
 };
 use serde_json::Value;
 use tokio::net::UnixListener;
@@ -544,6 +546,224 @@ impl Agent for Fake {
     ) -> Result<Response<Self::RestoreBackupStream>, Status> {
         let events = self.restore_backup_events(request.into_inner());
         Ok(Response::new(tokio_stream::iter(events)))
+    }
+
+    type RunDrillStream = Stream<OperationEvent>;
+
+    async fn run_drill(
+        &self,
+        request: Request<RunDrillRequest>,
+    ) -> Result<Response<Self::RunDrillStream>, Status> {
+        let request = request.into_inner();
+        self.record(&request);
+        let drill = request.drill.unwrap_or_default();
+        Ok(Response::new(tokio_stream::iter(drill_events(
+            &drill,
+            request.dry_run,
+        ))))
+    }
+
+    async fn validate_drill(
+        &self,
+        request: Request<Drill>,
+    ) -> Result<Response<ValidateDrillResponse>, Status> {
+        let drill = request.into_inner();
+        self.record(&drill);
+        Ok(Response::new(ValidateDrillResponse {
+            problems: drill_problems(&drill),
+        }))
+    }
+
+    async fn list_drills(
+        &self,
+        _: Request<ListDrillsRequest>,
+    ) -> Result<Response<ListDrillsResponse>, Status> {
+        let failed = DrillReport {
+            drill_id: "op-drill-2".into(),
+            passed: false,
+            rto_measured: false,
+            error: "step 4 (wait-healthy) failed: web not healthy after 30 s".into(),
+            ..past_drill()
+        };
+        let drills = [failed, past_drill()].map(|d| DrillReport {
+            steps: Vec::new(),
+            ..d
+        });
+        Ok(Response::new(ListDrillsResponse {
+            drills: drills.to_vec(),
+        }))
+    }
+
+    async fn show_drill(
+        &self,
+        request: Request<DrillRef>,
+    ) -> Result<Response<DrillReport>, Status> {
+        match request.into_inner().drill_id.as_str() {
+            "op-drill-1" => Ok(Response::new(past_drill())),
+            id => Err(Status::not_found(format!("drill {id} does not exist"))),
+        }
+    }
+
+    async fn unfence(
+        &self,
+        request: Request<UnfenceRequest>,
+    ) -> Result<Response<UnfenceResponse>, Status> {
+        self.record(request.get_ref());
+        Ok(Response::new(UnfenceResponse {
+            removed: vec!["web".into(), "db".into()],
+        }))
+    }
+}
+
+/// What the fake's ValidateDrill finds: hosts other than host1 and host2, and containers other
+/// than web and db.
+fn drill_problems(drill: &Drill) -> Vec<DrillProblem> {
+    let mut problems = Vec::new();
+    let steps = (drill.steps.iter().enumerate().map(|(i, s)| (i, false, s)))
+        .chain(drill.cleanup.iter().enumerate().map(|(i, s)| (i, true, s)));
+    for (i, cleanup, step) in steps {
+        let problem = |field: &str, message: String| DrillProblem {
+            step: i as i32,
+            cleanup,
+            field: field.into(),
+            message,
+        };
+        for (field, host) in [("host", &step.host), ("to", &step.to)] {
+            if !host.is_empty() && host != "host1" && host != "host2" {
+                problems.push(problem(
+                    field,
+                    format!("unknown host {host}: not this host nor one of its [peers]"),
+                ));
+            }
+        }
+        if !step.container.is_empty() && step.container != "web" && step.container != "db" {
+            problems.push(problem(
+                "container",
+                format!(
+                    "container {} runs on no host of this cluster",
+                    step.container
+                ),
+            ));
+        }
+    }
+    problems
+}
+
+fn step_result(i: usize, cleanup: bool, step: &DrillStep, outcome: &str) -> DrillStepResult {
+    let ran = outcome != "skipped" && outcome != "planned";
+    DrillStepResult {
+        index: i as u32,
+        cleanup,
+        action: step.action.clone(),
+        target: if step.host.is_empty() {
+            step.container.clone()
+        } else {
+            step.host.clone()
+        },
+        outcome: outcome.into(),
+        detail: if outcome == "failed" {
+            "web not healthy after 30 s: connection refused".into()
+        } else {
+            String::new()
+        },
+        started_unix_ms: if ran { now() * 1000 - 2000 } else { 0 },
+        finished_unix_ms: if ran { now() * 1000 - 1000 } else { 0 },
+    }
+}
+
+/// A drill run by the fake: named `... fails`, its wait-healthy step fails (and the drill is
+/// reported as the agent does: a successful operation whose report did not pass); named
+/// `... crashes`, the operation itself fails without a report.
+fn drill_events(drill: &Drill, dry_run: bool) -> Vec<Result<OperationEvent, Status>> {
+    let op = "op-drill-9";
+    if drill.name.ends_with("crashes") {
+        let done = OperationResult {
+            success: false,
+            error: "the coordinator lost host2".into(),
+            ..Default::default()
+        };
+        return vec![Ok(progress(op, "step", 0, 0)), Ok(finished(op, done))];
+    }
+    let fails = drill.name.ends_with("fails");
+    let mut failed = false;
+    let mut steps = Vec::new();
+    for (i, step) in drill.steps.iter().enumerate() {
+        let outcome = if dry_run {
+            "planned"
+        } else if failed {
+            "skipped"
+        } else if fails && step.action == "wait-healthy" {
+            failed = true;
+            "failed"
+        } else {
+            "passed"
+        };
+        steps.push(step_result(i, false, step, outcome));
+    }
+    if !dry_run {
+        for (i, step) in drill.cleanup.iter().enumerate() {
+            steps.push(step_result(i, true, step, "passed"));
+        }
+    }
+    let report = DrillReport {
+        drill_id: op.into(),
+        name: drill.name.clone(),
+        passed: !failed,
+        dry_run,
+        started_unix_ms: now() * 1000 - 3000,
+        finished_unix_ms: now() * 1000,
+        steps,
+        rto_measured: !failed && !dry_run,
+        rto_ms: 2500,
+        rto_objective_secs: drill.rto_secs,
+        rto_met: !failed,
+        rpo_measured: false,
+        rpo_ms: 0,
+        rpo_objective_secs: drill.rpo_secs,
+        rpo_met: drill.rpo_secs == 0,
+        error: if failed {
+            "step 4 (wait-healthy) failed: web not healthy after 30 s".into()
+        } else {
+            String::new()
+        },
+        coordinator: "host2".into(),
+    };
+    let done = OperationResult {
+        success: true,
+        drill: Some(report),
+        ..Default::default()
+    };
+    vec![Ok(progress(op, "step", 0, 0)), Ok(finished(op, done))]
+}
+
+/// The run `drill show op-drill-1` and `drill ls` know.
+fn past_drill() -> DrillReport {
+    let step = |i: usize, action: &str, host: &str| {
+        let step = DrillStep {
+            action: action.into(),
+            container: "web".into(),
+            host: host.into(),
+            ..Default::default()
+        };
+        step_result(i, false, &step, "passed")
+    };
+    DrillReport {
+        drill_id: "op-drill-1".into(),
+        name: "host loss".into(),
+        passed: true,
+        started_unix_ms: now() * 1000 - 600_000,
+        finished_unix_ms: now() * 1000 - 600_000 + 14_200,
+        steps: vec![step(0, "fail-host", "host1"), step(1, "wait-healthy", "")],
+        rto_measured: true,
+        rto_ms: 12_300,
+        rto_objective_secs: 60,
+        rto_met: true,
+        rpo_measured: true,
+        rpo_ms: 4_000,
+        rpo_objective_secs: 300,
+        rpo_met: true,
+        coordinator: "host2".into(),
+        ..Default::default()
     }
 }
 
@@ -1574,4 +1794,302 @@ fn backup_restore_prints_the_restored_container() {
     let out = ok(agent.migrate(&["backup", "restore", "web"]));
     assert_eq!(field(&out, "id"), "web");
     assert_eq!(field(&out, "operation"), "op-restore-backup-web");
+}
+
+/// The shipped example drill: backup, fail-host, restore-latest, wait-healthy, assert; cleanup
+/// recover-host.
+fn host_loss() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/drills/host-loss.toml");
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The 1-based line of the first line of `text` that is `line`.
+fn line_number(text: &str, line: &str) -> usize {
+    text.lines().position(|l| l == line).unwrap() + 1
+}
+
+/// Writes a drill file into the fake's directory (the CLI's working directory).
+fn drill_file(agent: &FakeAgent, name: &str, text: &str) {
+    std::fs::write(agent.dir.path().join(name), text).unwrap();
+}
+
+#[test]
+fn drill_validate_checks_the_file_with_the_agent() {
+    let agent = FakeAgent::start();
+    drill_file(&agent, "host-loss.toml", &host_loss());
+    let out = ok(agent.migrate(&["drill", "validate", "host-loss.toml"]));
+    assert_eq!(out, "host-loss.toml: ok (5 steps, 1 cleanup step)\n");
+    let requests = agent.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("Drill { name: \"host loss\", rto_secs: 60, rpo_secs: 300")),
+        "{requests:?}"
+    );
+    let json = json_lines(&agent.migrate(&["drill", "validate", "host-loss.toml", "-o", "json"]));
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0]["valid"], true);
+    assert_eq!(json[0]["steps"], 5);
+    assert_eq!(json[0]["cleanup_steps"], 1);
+}
+
+#[test]
+fn drill_file_problems_are_lines_and_need_no_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "name = \"x\"\n[[step]]\naction = \"fial-host\"\n\n[[step]]\naction = \"sleep\"\nto = \"host2\"\n";
+    std::fs::write(dir.path().join("bad.toml"), text).unwrap();
+    let socket = dir.path().join("nothing.sock");
+    let out = migrate_at(&socket, dir.path(), &["drill", "validate", "bad.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "");
+    assert_eq!(
+        stderr(&out),
+        "bad.toml:3: step 1: field action: unknown action \"fial-host\"; one of move, move-back, \
+         backup, fail-host, recover-host, restore-latest, wait-healthy, assert, sleep\n\
+         bad.toml:5: step 2 (sleep): field secs: missing; sleep takes secs\n\
+         bad.toml:7: step 2 (sleep): field to: does not apply to sleep; sleep takes secs\n\
+         error: bad.toml: 3 problems\n"
+    );
+    let out = migrate_at(&socket, dir.path(), &["drill", "run", "bad.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).ends_with("error: bad.toml: 3 problems; the drill was not run\n"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(dir.path().join("syntax.toml"), "name = \"x\n").unwrap();
+    let out = migrate_at(&socket, dir.path(), &["drill", "validate", "syntax.toml"]);
+    let err = stderr(&out);
+    assert!(err.starts_with("syntax.toml:1: TOML syntax: "), "{err}");
+    assert_eq!(err.lines().count(), 2, "{err}");
+    fails_with(
+        migrate_at(&socket, dir.path(), &["drill", "validate", "absent.toml"]),
+        "failed to read drill file absent.toml: No such file or directory (os error 2)",
+    );
+}
+
+#[test]
+fn drill_agent_problems_land_on_the_files_lines() {
+    let agent = FakeAgent::start();
+    // fail-host's host (the cleanup's comes last in the file).
+    let text = host_loss().replacen("host = \"host1\"", "host = \"host9\"", 1);
+    let line = line_number(&text, "host = \"host9\"");
+    drill_file(&agent, "d.toml", &text);
+    let out = agent.migrate(&["drill", "validate", "d.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "d.toml:{line}: step 2 (fail-host): field host: unknown host host9: not this host \
+             nor one of its [peers]\nerror: d.toml: 1 problem\n"
+        )
+    );
+    let out = agent.migrate(&["drill", "validate", "d.toml", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json = json_lines(&out);
+    assert_eq!(json[0]["valid"], false);
+    assert_eq!(
+        json[0]["problems"][0],
+        serde_json::json!({
+            "line": line, "step": 1, "cleanup": false, "action": "fail-host", "field": "host",
+            "message": "unknown host host9: not this host nor one of its [peers]"
+        })
+    );
+    // A drill with problems is not run.
+    let out = agent.migrate(&["drill", "run", "d.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).ends_with("error: d.toml: 1 problem; the drill was not run\n"));
+    let requests = agent.requests();
+    assert!(
+        !requests.iter().any(|r| r.starts_with("RunDrillRequest")),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn drill_run_prints_the_report_and_writes_markdown() {
+    let agent = FakeAgent::start();
+    drill_file(&agent, "host-loss.toml", &host_loss());
+    let out = agent.migrate(&["drill", "run", "host-loss.toml"]);
+    assert_eq!(stderr(&out), "report written to drill-op-drill-9.md\n");
+    let text = ok(out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("drill host loss (op-drill-9), coordinated by host2, started "),
+        "{text}"
+    );
+    assert_eq!(
+        cells(lines[1]),
+        ["#", "ACTION", "TARGET", "OUTCOME", "TIME (ms)", "DETAIL"]
+    );
+    assert_eq!(
+        cells(lines[3]),
+        ["2", "fail-host", "host1", "passed", "1000", "-"]
+    );
+    assert_eq!(
+        cells(lines[7]),
+        ["cleanup 1", "recover-host", "host1", "passed", "1000", "-"]
+    );
+    assert_eq!(lines[8], "RTO 2.5 s (objective 60 s): met");
+    assert_eq!(lines[9], "RPO not measured (objective 300 s)");
+    assert_eq!(lines[10], "PASSED");
+    let md = std::fs::read_to_string(agent.dir.path().join("drill-op-drill-9.md")).unwrap();
+    assert!(md.starts_with("# Drill report: host loss\n"), "{md}");
+    assert!(md.contains("- **Verdict:** **PASSED**\n"), "{md}");
+    assert!(md.contains("| RTO <= 60 s | 2.5 s | yes |"), "{md}");
+    assert!(
+        md.contains("| 4 | wait-healthy | web | passed | 1000 | - |"),
+        "{md}"
+    );
+    let requests = agent.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("RunDrillRequest") && r.ends_with("dry_run: false }")),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn failed_drill_still_prints_and_keeps_its_report_then_exits_1() {
+    let agent = FakeAgent::start();
+    drill_file(
+        &agent,
+        "f.toml",
+        &host_loss().replace("\"host loss\"", "\"host loss fails\""),
+    );
+    let out = agent.migrate(&["drill", "run", "f.toml", "--report", "out.md"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("RTO not measured (objective 60 s)\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("FAILED: step 4 (wait-healthy) failed: web not healthy after 30 s\n"),
+        "{text}"
+    );
+    assert_eq!(
+        stderr(&out),
+        "report written to out.md\nerror: drill op-drill-9 failed: step 4 (wait-healthy) \
+         failed: web not healthy after 30 s\n"
+    );
+    let md = std::fs::read_to_string(agent.dir.path().join("out.md")).unwrap();
+    assert!(md.contains("- **Verdict:** **FAILED**: step 4"), "{md}");
+    assert!(
+        md.contains("| 4 | wait-healthy | web | failed | 1000 | web not healthy after 30 s: connection refused |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn drill_run_json_is_one_object_and_dry_run_changes_nothing() {
+    let agent = FakeAgent::start();
+    drill_file(&agent, "host-loss.toml", &host_loss());
+    let out = agent.migrate(&["drill", "run", "host-loss.toml", "--dry-run", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = json_lines(&out);
+    assert_eq!(json.len(), 1);
+    let report = &json[0];
+    assert_eq!(report["drill_id"], "op-drill-9");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["steps"].as_array().unwrap().len(), 5);
+    assert_eq!(report["steps"][0]["outcome"], "planned");
+    assert!(keys(report).contains(&"rto_objective_secs"));
+    assert!(agent.dir.path().join("drill-op-drill-9.md").exists());
+    let requests = agent.requests();
+    assert!(
+        requests.iter().any(|r| r.ends_with("dry_run: true }")),
+        "{requests:?}"
+    );
+    let text = ok(agent.migrate(&["drill", "run", "host-loss.toml", "--dry-run"]));
+    assert!(
+        text.ends_with("\nPASSED (dry run: nothing was changed)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn drill_that_ends_without_a_report_is_one_error_line() {
+    let agent = FakeAgent::start();
+    drill_file(
+        &agent,
+        "c.toml",
+        &host_loss().replace("\"host loss\"", "\"host loss crashes\""),
+    );
+    fails_with(
+        agent.migrate(&["drill", "run", "c.toml"]),
+        "the coordinator lost host2",
+    );
+    assert!(!agent.dir.path().join("drill-op-drill-9.md").exists());
+}
+
+#[test]
+fn drill_ls_and_show() {
+    let agent = FakeAgent::start();
+    let out = ok(agent.migrate(&["drill", "ls"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        cells(lines[0]),
+        ["ID", "NAME", "STARTED", "DURATION", "RESULT", "RTO", "RPO"]
+    );
+    assert_eq!(
+        cells(lines[1]),
+        [
+            "op-drill-2",
+            "host loss",
+            "10m ago",
+            "14.2 s",
+            "FAILED",
+            "-",
+            "4.0 s"
+        ]
+    );
+    assert_eq!(
+        cells(lines[2]),
+        [
+            "op-drill-1",
+            "host loss",
+            "10m ago",
+            "14.2 s",
+            "PASSED",
+            "12.3 s",
+            "4.0 s"
+        ]
+    );
+    let json = json_lines(&agent.migrate(&["drill", "ls", "-o", "json"]));
+    assert_eq!(json.len(), 2);
+    assert_eq!(json[0]["passed"], false);
+
+    let out = agent.migrate(&["drill", "show", "op-drill-1"]);
+    assert_eq!(stderr(&out), "");
+    let text = ok(out);
+    assert!(
+        text.contains(
+            "\nRTO 12.3 s (objective 60 s): met\nRPO 4.0 s (objective 300 s): met\nPASSED\n"
+        ),
+        "{text}"
+    );
+    assert!(!agent.dir.path().join("drill-op-drill-1.md").exists());
+    let out = agent.migrate(&["drill", "show", "op-drill-1", "--report", "r.md"]);
+    assert_eq!(stderr(&out), "report written to r.md\n");
+    assert!(agent.dir.path().join("r.md").exists());
+    fails_with(
+        agent.migrate(&["drill", "show", "op-nope"]),
+        "drill op-nope does not exist",
+    );
+}
+
+#[test]
+fn agent_unfence_prints_the_removed_containers() {
+    let agent = FakeAgent::start();
+    let out = ok(agent.migrate(&["agent", "unfence"]));
+    assert_eq!(
+        out,
+        "unfenced; removed web, db (they were restored elsewhere)\n"
+    );
+    let json = json_lines(&agent.migrate(&["agent", "unfence", "-o", "json"]));
+    assert_eq!(json[0], serde_json::json!({"removed": ["web", "db"]}));
+    assert!(agent.requests().iter().any(|r| r == "UnfenceRequest"));
 }

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod backup;
 pub mod checkpoint;
 pub mod completions;
+pub mod drill;
 pub mod exec;
 pub mod hosts;
 pub mod inspect;
@@ -32,11 +33,20 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Completions(args) = &cli.command {
         return completions::run(args).map(|()| ExitCode::SUCCESS);
     }
+    // Drill commands read their file before dialling the agent.
+    let command = match cli.command {
+        Command::Drill { command } => {
+            return drill::dispatch(command, &cli.socket, cli.output)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        command => command,
+    };
     let mut ctx = Ctx {
         client: client::connect(&cli.socket).await?,
         format: cli.output,
     };
-    let done = match cli.command {
+    let done = match command {
         Command::Run(args) => run::run(&mut ctx, args).await,
         Command::Ps => ps::run(&mut ctx).await,
         Command::Inspect(args) => inspect::run(&mut ctx, args).await,
@@ -63,11 +73,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             BackupCommand::Verify(args) => backup::verify(&mut ctx, args).await,
             BackupCommand::Restore(args) => backup::restore(&mut ctx, args).await,
         },
-        Command::Agent {
-            command: AgentCommand::Status,
-        } => agent::status(&mut ctx).await,
+        Command::Agent { command } => match command {
+            AgentCommand::Status => agent::status(&mut ctx).await,
+            AgentCommand::Unfence => agent::unfence(&mut ctx).await,
+        },
         Command::Hosts => hosts::run(&mut ctx).await,
-        Command::Completions(_) => unreachable!("handled above"),
+        Command::Completions(_) | Command::Drill { .. } => unreachable!("handled above"),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

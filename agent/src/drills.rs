@@ -4,8 +4,10 @@
 //!
 //! `fail-host` fences a host: its containers are killed and kept down, and its agent answers
 //! peers only to end the fence, as if the host had died. `recover-host` (or `migrate agent
-//! unfence` on that host) ends it and removes the containers it killed: they were restored
-//! elsewhere meanwhile, and a stale copy must not come back.
+//! unfence` on that host) ends it. Of the containers it killed, those that now run on a peer
+//! (restored there) are removed, so a stale copy never comes back; those that run nowhere are
+//! started again from their bundles, as after a reboot; if a peer cannot be asked, they stay
+//! stopped.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -96,23 +98,62 @@ pub fn fence(agent: &Arc<Agent>, drill_id: &str) -> Result<String, String> {
     ))
 }
 
-/// Ends a fence: removes the containers it killed (restored elsewhere meanwhile) and answers
-/// peers again. Returns the removed containers.
-pub fn unfence(agent: &Arc<Agent>) -> Result<Vec<String>, String> {
+/// Ends a fence and answers peers again. Each container it killed is removed if a peer runs
+/// it now, started again if no peer does, and left stopped if a peer cannot be asked.
+pub async fn unfence(agent: &Arc<Agent>) -> Result<pb::UnfenceResponse, String> {
+    let mut out = pb::UnfenceResponse::default();
     let Some(f) = fenced(agent) else {
-        return Ok(Vec::new());
+        return Ok(out);
     };
-    let mut removed = Vec::new();
     for id in &f.killed {
-        match agent.remove(id, true) {
-            Ok(()) => removed.push(id.clone()),
-            Err(crate::error::AgentError::NotFound(_)) => {}
-            Err(e) => return Err(format!("cannot remove {id}: {e}")),
+        let Ok(Some(rec)) = agent.catalog.container(id) else {
+            continue;
+        };
+        let mut elsewhere = Some(false);
+        for peer in agent.config.peers.keys() {
+            let locate = DrillStep {
+                action: "locate".into(),
+                container: id.clone(),
+                ..Default::default()
+            };
+            match ask_peer(agent, &f.drill_id, peer, &locate).await {
+                Ok(r) if r.running => {
+                    elsewhere = Some(true);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(container.id = %id, peer = %peer, error = %e, "cannot ask where the container runs");
+                    elsewhere = None;
+                }
+            }
+        }
+        let a = agent.clone();
+        let i = id.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            match elsewhere {
+                Some(true) => a.remove(&i, true).map_err(|e| e.to_string()),
+                Some(false) => {
+                    a.remove(&i, true).map_err(|e| e.to_string())?;
+                    a.run(&i, std::path::Path::new(&rec.bundle), rec.restart, &rec.ip)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        done.map_err(|e| format!("cannot recover {id}: {e}"))?;
+        match elsewhere {
+            Some(true) => out.removed.push(id.clone()),
+            Some(false) => out.restarted.push(id.clone()),
+            None => out.kept_stopped.push(id.clone()),
         }
     }
     std::fs::remove_file(fence_path(agent)).map_err(|e| format!("cannot lift the fence: {e}"))?;
-    tracing::warn!(drill.id = %f.drill_id, removed = ?removed, "host recovered from a drill's failure");
-    Ok(removed)
+    tracing::warn!(drill.id = %f.drill_id, removed = ?out.removed, restarted = ?out.restarted, kept_stopped = ?out.kept_stopped, "host recovered from a drill's failure");
+    Ok(out)
 }
 
 /// Refuses a peer request while this host is failed by a drill.
@@ -726,8 +767,18 @@ async fn on_host(
     s: &DrillStep,
 ) -> Result<PeerDrillStepResponse, String> {
     if host == agent.config.node {
-        return local_step(agent.clone(), drill_id, s).await;
+        return Box::pin(local_step(agent.clone(), drill_id, s)).await;
     }
+    ask_peer(agent, drill_id, host, s).await
+}
+
+/// Has peer `host` do one step.
+async fn ask_peer(
+    agent: &Arc<Agent>,
+    drill_id: &str,
+    host: &str,
+    s: &DrillStep,
+) -> Result<PeerDrillStepResponse, String> {
     let mut client = crate::moves::peer_client(agent, host).await?;
     let mut req = tonic::Request::new(PeerDrillStepRequest {
         drill_id: drill_id.to_string(),
@@ -811,17 +862,19 @@ pub async fn local_step(
                 .map_err(|e| e.to_string())??;
         }
         "recover-host" => {
-            let a = agent.clone();
-            let removed = tokio::task::spawn_blocking(move || unfence(&a))
-                .await
-                .map_err(|e| e.to_string())??;
-            resp.detail = format!(
-                "{node} is back; removed {}",
-                if removed.is_empty() {
-                    "nothing".to_string()
+            let u = unfence(&agent).await?;
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_string()
                 } else {
-                    removed.join(", ")
+                    v.join(", ")
                 }
+            };
+            resp.detail = format!(
+                "{node} is back; removed (running elsewhere): {}; restarted: {}; left stopped: {}",
+                list(&u.removed),
+                list(&u.restarted),
+                list(&u.kept_stopped)
             );
         }
         "restore-latest" => {

@@ -610,7 +610,9 @@ impl Agent for Fake {
     ) -> Result<Response<UnfenceResponse>, Status> {
         self.record(request.get_ref());
         Ok(Response::new(UnfenceResponse {
-            removed: vec!["web".into(), "db".into()],
+            removed: vec!["web".into()],
+            restarted: vec!["db".into()],
+            kept_stopped: vec![],
         }))
     }
 }
@@ -2082,14 +2084,17 @@ fn drill_ls_and_show() {
 }
 
 #[test]
-fn agent_unfence_prints_the_removed_containers() {
+fn agent_unfence_prints_what_became_of_each_container() {
     let agent = FakeAgent::start();
     let out = ok(agent.migrate(&["agent", "unfence"]));
     assert_eq!(
         out,
-        "unfenced; removed web, db (they were restored elsewhere)\n"
+        "unfenced; removed (running elsewhere): web; restarted: db; left stopped (a peer did not answer): none\n"
     );
     let json = json_lines(&agent.migrate(&["agent", "unfence", "-o", "json"]));
-    assert_eq!(json[0], serde_json::json!({"removed": ["web", "db"]}));
+    assert_eq!(
+        json[0],
+        serde_json::json!({"removed": ["web"], "restarted": ["db"], "kept_stopped": []})
+    );
     assert!(agent.requests().iter().any(|r| r == "UnfenceRequest"));
 }

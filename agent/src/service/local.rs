@@ -656,12 +656,15 @@ impl AgentApi for LocalApi {
         &self,
         _: Request<UnfenceRequest>,
     ) -> Result<Response<UnfenceResponse>, Status> {
-        self.blocking("unfence", |a| {
-            crate::drills::unfence(&a)
-                .map(|removed| UnfenceResponse { removed })
-                .map_err(AgentError::Internal)
-        })
-        .await
+        self.agent
+            .metrics
+            .rpcs
+            .with_label_values(&["unfence"])
+            .inc();
+        crate::drills::unfence(&self.agent)
+            .await
+            .map(Response::new)
+            .map_err(Status::internal)
     }
 }
 

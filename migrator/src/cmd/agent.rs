@@ -20,22 +20,33 @@ pub async fn status(ctx: &mut Ctx) -> anyhow::Result<()> {
 /// `agent unfence`'s JSON line.
 #[derive(Debug, Serialize)]
 struct Unfenced {
-    /// The containers removed: restored elsewhere while this host was failed.
+    /// Killed by the failure and running on a peer now: removed here.
     removed: Vec<String>,
+    /// Killed by the failure and running nowhere: started again.
+    restarted: Vec<String>,
+    /// Killed by the failure, fate unknown (a peer did not answer): left stopped.
+    kept_stopped: Vec<String>,
 }
 
 pub async fn unfence(ctx: &mut Ctx) -> anyhow::Result<()> {
     let response = ctx.client.unfence(UnfenceRequest {}).await?.into_inner();
-    let text = if response.removed.is_empty() {
-        "unfenced; no containers to remove".to_string()
-    } else {
-        format!(
-            "unfenced; removed {} (they were restored elsewhere)",
-            response.removed.join(", ")
-        )
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
     };
+    let text = format!(
+        "unfenced; removed (running elsewhere): {}; restarted: {}; left stopped (a peer did not answer): {}",
+        list(&response.removed),
+        list(&response.restarted),
+        list(&response.kept_stopped)
+    );
     let unfenced = Unfenced {
         removed: response.removed,
+        restarted: response.restarted,
+        kept_stopped: response.kept_stopped,
     };
     output::note(ctx.format, &text, &unfenced)
 }

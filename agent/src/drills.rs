@@ -420,32 +420,18 @@ pub async fn run(
         res.finished_unix_ms = now_ms();
         report.steps.push(res);
     }
-    if failure.is_some() && !dry_run {
+    if !dry_run {
+        // After a failure every cleanup step runs; a drill that passed still runs the ones that
+        // recover hosts, so it never leaves a host failed.
         for (i, s) in d.cleanup.iter().enumerate() {
+            if failure.is_none() && s.action != "recover-host" {
+                continue;
+            }
             let started = now_ms();
             op.event(
                 "cleanup",
                 format!("cleanup {}: {} {}", i + 1, s.action, target(s)),
             );
-            let outcome = r.step(s, started).await;
-            report.steps.push(DrillStepResult {
-                index: i as u32,
-                cleanup: true,
-                action: s.action.clone(),
-                target: target(s),
-                outcome: if outcome.is_ok() { "passed" } else { "failed" }.into(),
-                detail: outcome.unwrap_or_else(|e| e),
-                started_unix_ms: started,
-                finished_unix_ms: now_ms(),
-            });
-        }
-    } else if !dry_run {
-        // A drill that passed still ends its failures: cleanup steps that recover hosts run.
-        for (i, s) in d.cleanup.iter().enumerate() {
-            if s.action != "recover-host" {
-                continue;
-            }
-            let started = now_ms();
             let outcome = r.step(s, started).await;
             report.steps.push(DrillStepResult {
                 index: i as u32,

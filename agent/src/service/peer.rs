@@ -31,11 +31,7 @@ impl PeerApi {
 impl Peer for PeerApi {
     async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
         crate::drills::check_not_fenced(&self.agent)?;
-        let peer = req
-            .extensions()
-            .get::<PeerName>()
-            .map(|p| p.0.clone())
-            .unwrap_or_default();
+        let peer = peer_name(&req);
         let claimed = req.into_inner().node;
         if !claimed.is_empty() && claimed != peer {
             return Err(Status::permission_denied(format!(
@@ -130,11 +126,7 @@ impl Peer for PeerApi {
         req: Request<ReceiveRequest>,
     ) -> Result<Response<ReceiveResponse>, Status> {
         crate::drills::check_not_fenced(&self.agent)?;
-        let source = req
-            .extensions()
-            .get::<PeerName>()
-            .map(|p| p.0.clone())
-            .unwrap_or_default();
+        let source = peer_name(&req);
         let r = req.into_inner();
         let op = self
             .agent
@@ -188,11 +180,7 @@ impl Peer for PeerApi {
         req: Request<PutBackupRequest>,
     ) -> Result<Response<PutBackupResponse>, Status> {
         crate::drills::check_not_fenced(&self.agent)?;
-        let peer = req
-            .extensions()
-            .get::<PeerName>()
-            .map(|p| p.0.clone())
-            .unwrap_or_default();
+        let peer = peer_name(&req);
         let r = req.into_inner();
         let origin = r
             .backup
@@ -269,6 +257,14 @@ impl PeerApi {
             .await
             .map_err(|e| e.to_string())?
     }
+}
+
+/// The calling peer's node name, from its certificate (set by [`tls::peer_interceptor`]).
+fn peer_name<T>(req: &Request<T>) -> String {
+    req.extensions()
+        .get::<PeerName>()
+        .map(|p| p.0.clone())
+        .unwrap_or_default()
 }
 
 /// Connects to peer `name` at `address` over mTLS and says hello.

@@ -80,6 +80,12 @@ impl Peer for EchoPeer {
     ) -> Result<Response<PeerRestoreBackupResponse>, Status> {
         Err(Status::unimplemented("tls test peer"))
     }
+    async fn drill_step(
+        &self,
+        _: Request<PeerDrillStepRequest>,
+    ) -> Result<Response<PeerDrillStepResponse>, Status> {
+        Err(Status::unimplemented("tls test peer"))
+    }
 }
 
 /// A cluster CA with certificates for host1, host2 and host3, and a second, unrelated CA with

@@ -23,6 +23,10 @@ use std::process::{Command, ExitCode, Stdio as ProcStdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use migrate_tests::bench::{
+    check_interrupted, criu_log_total, machine_line, median, ms, read_log, runc_path, DumpLog,
+    MemStatus,
+};
 use migrate_tests::rt::chain;
 use migrate_tests::{TestBundle, TestRuntime};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -118,17 +122,6 @@ struct Sample {
     image_bytes: u64,
 }
 
-/// Intervals read off CRIU's dump.log timestamps.
-#[derive(Default, Clone, Copy)]
-struct DumpLog {
-    /// CRIU's first to last timestamp.
-    total: Option<Duration>,
-    /// From "freezing cgroup" to "Unfreezing tasks" (the tree is killed there): frozen time.
-    frozen: Option<Duration>,
-    /// From "Running post-dump scripts" to "Unfreezing tasks": the post-dump hook's time.
-    post_dump: Option<Duration>,
-}
-
 /// The variants compared.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Variant {
@@ -157,14 +150,7 @@ fn run(args: &Args) -> Result<()> {
     let criu = Criu::locate().map_err(|e| anyhow!("{}", chain(&e)))?;
     let criu_version = criu.version().map_err(|e| anyhow!("{}", chain(&e)))?;
     // runc finds `criu` through PATH: put the directory of the CRIU we use first.
-    let criu_dir = criu
-        .path()
-        .parent()
-        .context("CRIU's path has no directory")?;
-    let runc_path = std::env::join_paths(std::iter::once(criu_dir.to_path_buf()).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .context("build runc's PATH")?;
+    let runc_path = runc_path(&criu)?;
     let runc_version = Command::new(&args.runc)
         .arg("--version")
         .output()
@@ -270,13 +256,6 @@ fn keep_logs(images: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn check_interrupted() -> Result<()> {
-    if runtime::syscall::signals::interrupted() {
-        bail!("interrupted; cleaned up");
-    }
-    Ok(())
-}
-
 /// A busybox bundle with the static memhog at /bin/memhog (args set per run).
 fn memhog_bundle(memhog: &Path) -> TestBundle {
     let b = TestBundle::busybox(&["/bin/memhog", "1", "/tmp/mem"]);
@@ -288,24 +267,6 @@ fn set_args(bundle: &mut TestBundle, mib: u64, status: &str) {
     bundle.edit(|s| s["process"]["args"] = json!(["/bin/memhog", mib.to_string(), status]));
 }
 
-/// One parsed memhog status line: "ok <round> <checksum>".
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct MemStatus {
-    ok: bool,
-    round: u64,
-    checksum: String,
-}
-
-fn read_status(path: &Path) -> Option<MemStatus> {
-    let text = fs::read_to_string(path).ok()?;
-    let f: Vec<&str> = text.split_whitespace().collect();
-    Some(MemStatus {
-        ok: *f.first()? == "ok",
-        round: f.get(1)?.parse().ok()?,
-        checksum: f.get(2)?.to_string(),
-    })
-}
-
 /// Polls the status file until `done` accepts it (or memhog reports corruption).
 fn wait_status(
     path: &Path,
@@ -315,7 +276,7 @@ fn wait_status(
     let deadline = Instant::now() + WAIT;
     loop {
         check_interrupted()?;
-        if let Some(s) = read_status(path) {
+        if let Some(s) = MemStatus::read(path) {
             if !s.ok {
                 bail!("memhog reports {s:?} in {} ({what})", path.display());
             }
@@ -327,7 +288,7 @@ fn wait_status(
             bail!(
                 "timed out after {WAIT:?} waiting for {what} ({}: {:?})",
                 path.display(),
-                read_status(path)
+                MemStatus::read(path)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -351,7 +312,7 @@ fn verify_restored(path: &Path, at_dump: &MemStatus) -> Result<()> {
 
 /// Reads the status memhog wrote last before the dump and checks it against the filled one.
 fn status_at_dump(path: &Path, filled: &MemStatus) -> Result<MemStatus> {
-    let s = read_status(path).with_context(|| format!("read {} after dump", path.display()))?;
+    let s = MemStatus::read(path).with_context(|| format!("read {} after dump", path.display()))?;
     if !s.ok || s.checksum != filled.checksum {
         bail!("memhog status before the restore is {s:?}, filled with {filled:?}");
     }
@@ -414,8 +375,8 @@ fn run_ours(
         after_post_dump,
         delete_after: Some(delete_after),
         restore,
-        dump_log: dump_log(&dir.join("dump.log")),
-        restore_log: log_total(&dir.join("restore.log")),
+        dump_log: DumpLog::parse(&read_log(&dir.join("dump.log"))),
+        restore_log: criu_log_total(&read_log(&dir.join("restore.log"))),
         image_bytes: dir_size(dir),
     })
 }
@@ -534,8 +495,8 @@ impl Runc {
             after_post_dump: None,
             delete_after: None,
             restore,
-            dump_log: dump_log(&dir.join("dump.log")),
-            restore_log: log_total(&dir.join("restore.log")),
+            dump_log: DumpLog::parse(&read_log(&dir.join("dump.log"))),
+            restore_log: criu_log_total(&read_log(&dir.join("restore.log"))),
             image_bytes: dir_size(dir),
         })
     }
@@ -594,44 +555,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Timestamps of a CRIU log: `(00.053690) text` → (seconds, text); untimed lines skipped.
-fn log_lines(path: &Path) -> Vec<(f64, String)> {
-    let Ok(bytes) = fs::read(path) else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix('(')?;
-            let (ts, text) = rest.split_once(')')?;
-            Some((ts.trim().parse::<f64>().ok()?, text.trim().to_string()))
-        })
-        .collect()
-}
-
-fn log_total(path: &Path) -> Option<Duration> {
-    let lines = log_lines(path);
-    let (first, last) = (lines.first()?.0, lines.last()?.0);
-    Some(Duration::from_secs_f64((last - first).max(0.0)))
-}
-
-fn dump_log(path: &Path) -> DumpLog {
-    let lines = log_lines(path);
-    let at = |needle: &str| {
-        lines
-            .iter()
-            .find(|(_, text)| text.starts_with(needle))
-            .map(|(t, _)| *t)
-    };
-    let span = |a: Option<f64>, b: Option<f64>| Some(Duration::from_secs_f64((b? - a?).max(0.0)));
-    let unfreeze = at("Unfreezing tasks");
-    DumpLog {
-        total: log_total(path),
-        frozen: span(at("freezing cgroup"), unfreeze),
-        post_dump: span(at("Running post-dump scripts"), unfreeze),
-    }
-}
-
 fn dir_size(dir: &Path) -> u64 {
     fs::read_dir(dir)
         .map(|entries| {
@@ -651,23 +574,6 @@ fn machine_info(runc_version: &str, criu_version: &str, criu: &Path) -> Value {
         "runc": runc_version,
         "criu": format!("{criu_version} ({})", criu.display()),
     }))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
 }
 
 fn round1(x: f64) -> f64 {
@@ -745,16 +651,7 @@ impl Report<'_> {
     }
 
     fn print_table(&self) {
-        let m = &self.machine;
-        println!(
-            "machine: {} CPUs ({}), kernel {}, {} GiB RAM; {}; CRIU {}",
-            m["nproc"],
-            m["cpu"].as_str().unwrap_or(""),
-            m["kernel"].as_str().unwrap_or(""),
-            m["mem_gib"],
-            m["runc"].as_str().unwrap_or(""),
-            m["criu"].as_str().unwrap_or("")
-        );
+        println!("{}", machine_line(&self.machine));
         println!(
             "checkpoint (leave_running=false) + restore of a memhog container, images on tmpfs; {} runs per size, interleaved, after {} warm-up run(s) at {} MiB; medians in ms",
             self.args.runs, self.args.warmup, self.args.sizes[0]

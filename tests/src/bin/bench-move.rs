@@ -33,23 +33,22 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use migrate_tests::agent::AgentNs;
+use anyhow::{bail, Context, Result};
+use migrate_tests::bench::{
+    check_interrupted, cli, host_cmd, json_line, machine_line, median, memhog_bundle, mib_of, ms,
+    print_failures, print_results, round2, round3, strip_ansi, unknown_flag, wait_status,
+    AgentContainer, Flags, HostRunc, MemStatus, Tools,
+};
 use migrate_tests::hosts::{HostAgent, TwoHosts};
-use migrate_tests::rt::chain;
-use migrate_tests::TestBundle;
-use runtime::criu::Criu;
 use runtime::syscall::signals::{self, interrupted};
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage: bench-move [--runs N] [--large-runs N] [--warmup N] [--sizes 64,256,1024] [--json] [--runc PATH] [--logs DIR]";
 
-/// How long memhog may take to fill its memory, or to verify it again after a move.
-const WAIT: Duration = Duration::from_secs(180);
 /// How long one step of the manual path (a copy, a runc call) may take.
 const STEP: Duration = Duration::from_secs(300);
 /// Where host2's `nc` listens for the manual path's stream.
@@ -89,38 +88,21 @@ fn parse_args() -> std::result::Result<Args, String> {
         runc: PathBuf::from("/usr/sbin/runc"),
         logs: None,
     };
-    let number = |name: &str, v: String| {
-        v.parse::<usize>()
-            .map_err(|_| format!("{name} needs a number"))
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--runs" => args.runs = number("--runs", value("--runs")?)?,
-            "--large-runs" => {
-                args.large_runs = Some(number("--large-runs", value("--large-runs")?)?)
-            }
-            "--warmup" => args.warmup = number("--warmup", value("--warmup")?)?,
-            "--sizes" => {
-                args.sizes = value("--sizes")?
-                    .split(',')
-                    .map(|s| s.trim().parse::<u64>())
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|_| "--sizes needs MiB numbers separated by commas".to_string())?
-            }
-            "--runc" => args.runc = PathBuf::from(value("--runc")?),
-            "--logs" => args.logs = Some(PathBuf::from(value("--logs")?)),
+    let mut flags = Flags::from_env();
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
+            "--runs" => args.runs = flags.number(&flag)?,
+            "--large-runs" => args.large_runs = Some(flags.number(&flag)?),
+            "--warmup" => args.warmup = flags.number(&flag)?,
+            "--sizes" => args.sizes = flags.sizes(&flag)?,
+            "--runc" => args.runc = flags.path(&flag)?,
+            "--logs" => args.logs = Some(flags.path(&flag)?),
             "--json" => args.json = true,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
+            other => return Err(unknown_flag(other)),
         }
     }
     if args.runs == 0 || args.large_runs == Some(0) {
         return Err("--runs and --large-runs must be at least 1".into());
-    }
-    if args.sizes.is_empty() || args.sizes.contains(&0) {
-        return Err("--sizes needs sizes of at least 1 MiB".into());
     }
     Ok(args)
 }
@@ -222,72 +204,14 @@ impl Variant {
     }
 }
 
-/// What the benchmark needs from the machine.
-struct Env {
-    memhog: PathBuf,
-    runc: PathBuf,
-    /// PATH for runc: CRIU's directory first, so runc uses the CRIU the runtime uses.
-    runc_path: std::ffi::OsString,
-}
-
 fn run(args: &Args) -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!("bench-move needs root (it creates namespaces, mounts and cgroups)");
-    }
-    for bin in ["migrate", "migrate-agent", "migrate-rt-init"] {
-        let exe = std::env::current_exe().context("current exe")?;
-        let path = exe.with_file_name(bin);
-        if !path.is_file() {
-            bail!(
-                "{} is missing; run `cargo build --release --workspace --bins` first",
-                path.display()
-            );
-        }
-    }
-    migrate_tests::prereq::require_criu();
-    let criu = Criu::locate().map_err(|e| anyhow!("{}", chain(&e)))?;
-    let criu_version = criu.version().map_err(|e| anyhow!("{}", chain(&e)))?;
-    let criu_dir = criu
-        .path()
-        .parent()
-        .context("CRIU's path has no directory")?;
-    let runc_path = std::env::join_paths(std::iter::once(criu_dir.to_path_buf()).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .context("build runc's PATH")?;
-    let first_line = |cmd: &Path, arg: &str| -> Result<String> {
-        let out = Command::new(cmd)
-            .arg(arg)
-            .output()
-            .with_context(|| format!("failed to run {}", cmd.display()))?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        Ok(text.lines().next().unwrap_or("").trim().to_string())
-    };
-    let runc_version =
-        first_line(&args.runc, "--version").context("install runc or pass --runc PATH")?;
-    let zstd_version = first_line(Path::new("zstd"), "--version")
-        .context("the manual path needs zstd (apt-get install zstd)")?;
-    for tool in ["bash", "tar", "dd", "ss", "nsenter", "du"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            bail!("{tool} is missing (the manual path needs it)");
-        }
-    }
+    let env = Tools::check(
+        "bench-move",
+        &args.runc,
+        &["bash", "tar", "dd", "ss", "nsenter", "du"],
+    )?;
     signals::catch_interrupts().context("install signal handlers")?;
-    let machine = machine_info(
-        &runc_version,
-        &format!("{criu_version} ({})", criu.path().display()),
-        &zstd_version,
-    );
-    let env = Env {
-        memhog: migrate_tests::bundle::static_program("memhog"),
-        runc: args.runc.clone(),
-        runc_path,
-    };
+    let machine = env.machine.clone();
     let plan: Vec<String> = args
         .sizes
         .iter()
@@ -391,14 +315,7 @@ fn run(args: &Args) -> Result<()> {
         failures,
         elapsed: started.elapsed(),
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report.json()).expect("report serializes")
-        );
-    } else {
-        report.print_table();
-    }
+    print_results(args.json, || report.json(), || report.print_table());
     Ok(())
 }
 
@@ -432,65 +349,6 @@ enum Sample {
     Manual(ManualSample),
 }
 
-fn check_interrupted() -> Result<()> {
-    if interrupted() {
-        bail!("interrupted; cleaned up");
-    }
-    Ok(())
-}
-
-/// A busybox bundle running `memhog MIB /tmp/mem`.
-fn memhog_bundle(memhog: &Path, mib: u64) -> TestBundle {
-    let mib = mib.to_string();
-    let b = TestBundle::busybox(&["/bin/memhog", &mib, "/tmp/mem"]);
-    b.add_file(memhog, "/bin/memhog");
-    b
-}
-
-/// One parsed memhog status line: "ok <round> <checksum>".
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct MemStatus {
-    ok: bool,
-    round: u64,
-    checksum: String,
-}
-
-fn parse_status(text: &str) -> Option<MemStatus> {
-    let f: Vec<&str> = text.split_whitespace().collect();
-    Some(MemStatus {
-        ok: *f.first()? == "ok",
-        round: f.get(1)?.parse().ok()?,
-        checksum: f.get(2)?.to_string(),
-    })
-}
-
-/// Polls `read` until `done` accepts the status (or memhog reports corruption).
-fn wait_status(
-    what: &str,
-    mut read: impl FnMut() -> Option<MemStatus>,
-    mut done: impl FnMut(&MemStatus) -> bool,
-    poll: Duration,
-) -> Result<MemStatus> {
-    let deadline = Instant::now() + WAIT;
-    let mut last = None;
-    loop {
-        check_interrupted()?;
-        if let Some(s) = read() {
-            if !s.ok {
-                bail!("memhog reports {s:?} ({what})");
-            }
-            if done(&s) {
-                return Ok(s);
-            }
-            last = Some(s);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {WAIT:?} waiting for {what} (last status {last:?})");
-        }
-        std::thread::sleep(poll);
-    }
-}
-
 /// Checks that a moved memhog goes on: a round after `before`'s, with the same checksum.
 fn check_continues(s: &MemStatus, before: &MemStatus, what: &str) -> Result<()> {
     if s.checksum != before.checksum {
@@ -505,57 +363,11 @@ fn check_continues(s: &MemStatus, before: &MemStatus, what: &str) -> Result<()> 
 
 // ---- ours ----
 
-/// Runs the `migrate` CLI against `h`'s agent; stdout, or an error with stderr and the tail of
-/// the agent's log.
-fn cli(h: &HostAgent, args: &[&str]) -> Result<String> {
-    let out = h.cli(args);
-    if !out.status.success() {
-        let log = strip_ansi(&h.log());
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "migrate {args:?} on {} failed ({}): {}\n--- {} agent log (tail) ---\n{}",
-            h.node,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            h.node,
-            tail.join("\n")
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// memhog's status inside our container on `h` (through `migrate exec`).
-fn ours_status(h: &HostAgent) -> Option<MemStatus> {
-    let out = h.cli(&["exec", NAME, "--", "cat", "/tmp/mem"]);
-    if !out.status.success() {
-        return None;
-    }
-    parse_status(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// Removes our container from whichever host has it, also on failure.
-struct OursGuard<'a> {
-    hosts: &'a TwoHosts,
-    on: Option<&'static str>,
-}
-
-impl Drop for OursGuard<'_> {
-    fn drop(&mut self) {
-        let Some(on) = self.on else { return };
-        let out = self.hosts.host(on).cli(&["rm", "-f", NAME]);
-        if !out.status.success() {
-            // Maybe a failed move left it on the other host.
-            let other = if on == "host1" { "host2" } else { "host1" };
-            let _ = self.hosts.host(other).cli(&["rm", "-f", NAME]);
-        }
-    }
-}
-
-fn run_ours(hosts: &TwoHosts, env: &Env, mib: u64) -> Result<OursSample> {
-    let b = memhog_bundle(&env.memhog, mib);
-    let mut guard = OursGuard {
+fn run_ours(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<OursSample> {
+    let b = memhog_bundle(&env.memhog, mib, None);
+    let mut guard = AgentContainer {
         hosts,
+        name: NAME,
         on: Some("host1"),
     };
     cli(
@@ -565,7 +377,7 @@ fn run_ours(hosts: &TwoHosts, env: &Env, mib: u64) -> Result<OursSample> {
     let poll = Duration::from_millis(100);
     wait_status(
         "memhog to fill its memory on host1",
-        || ours_status(&hosts.host1),
+        || MemStatus::in_container(&hosts.host1, NAME),
         |s| s.round >= 1,
         poll,
     )?;
@@ -573,7 +385,7 @@ fn run_ours(hosts: &TwoHosts, env: &Env, mib: u64) -> Result<OursSample> {
     let mut moves = Vec::new();
     for (from, to) in [("host1", "host2"), ("host2", "host1"), ("host1", "host2")] {
         let (src, dst) = (hosts.host(from), hosts.host(to));
-        let before = ours_status(src)
+        let before = MemStatus::in_container(src, NAME)
             .with_context(|| format!("read memhog's status on {from} before the move"))?;
         let t = Instant::now();
         let out = cli(src, &["move", NAME, "--to", to, "--output", "json"])?;
@@ -583,7 +395,7 @@ fn run_ours(hosts: &TwoHosts, env: &Env, mib: u64) -> Result<OursSample> {
         nums.wall = wall;
         let after = wait_status(
             &format!("the moved memhog to verify its memory on {to}"),
-            || ours_status(dst),
+            || MemStatus::in_container(dst, NAME),
             |s| s.round > before.round,
             poll,
         )?;
@@ -609,11 +421,7 @@ fn run_ours(hosts: &TwoHosts, env: &Env, mib: u64) -> Result<OursSample> {
 
 /// The move report (`--output json`: one object on a line).
 fn parse_report(out: &str) -> Result<MoveNums> {
-    let v: Value = out
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v.get("downtime_ms").is_some())
-        .with_context(|| format!("no move report in {out:?}"))?;
+    let v = json_line(out, "downtime_ms").context("no move report")?;
     let num = |k: &str| {
         v[k].as_u64()
             .with_context(|| format!("move report without {k}: {v}"))
@@ -703,104 +511,24 @@ fn log_time(line: &str) -> Option<f64> {
     Some(h * 3600.0 + m * 60.0 + s)
 }
 
-/// The text without ANSI colour codes (the agent's text log has them).
-fn strip_ansi(text: &str) -> String {
-    let mut s = String::with_capacity(text.len());
-    let mut esc = false;
-    for c in text.chars() {
-        match (esc, c) {
-            (false, '\u{1b}') => esc = true,
-            (true, c) if c.is_ascii_alphabetic() => esc = false,
-            (true, _) => {}
-            (false, c) => s.push(c),
-        }
-    }
-    s
-}
-
 // ---- the manual path ----
 
-/// A command inside host `h`: its network and mount namespaces (as `HostAgent::on_host`), with
-/// runc's PATH and stdin on /dev/null.
-fn host_cmd(h: &HostAgent, env: &Env, program: &str) -> Result<Command> {
-    let Some(AgentNs::Host(pid)) = &h.ns else {
-        bail!("{} is not a test host", h.node);
-    };
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--target={pid}"))
-        .args(["--mount", "--net", "--", program])
-        .env("PATH", &env.runc_path)
-        .stdin(Stdio::null());
-    Ok(cmd)
-}
-
-/// Runs `bash -c script` inside host `h`; stdout, or an error with stderr.
-fn host_sh(h: &HostAgent, env: &Env, script: &str) -> Result<String> {
-    let out: Output = host_cmd(h, env, "bash")?
-        .args(["-c", script])
-        .output()
-        .with_context(|| format!("run on {}: {script}", h.node))?;
-    if !out.status.success() {
-        bail!(
-            "on {}: `{script}` failed ({}): {}",
-            h.node,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// One host's side of the manual path: its runc root, log and image tmpfs.
-struct ManualHost {
-    root: PathBuf,
-    log: PathBuf,
-    images: PathBuf,
-    mounted: bool,
-    ids: Vec<String>,
-}
-
-/// Everything the manual path made; `Drop` removes it (runc containers, tmpfs mounts, the
-/// listener, the work dir).
+/// Everything the manual path made; `Drop` removes it (the listener, then each host's runc
+/// containers and tmpfs, then the work dir).
 struct ManualGuard<'a> {
-    hosts: &'a TwoHosts,
-    env: &'a Env,
-    sides: [ManualHost; 2],
+    sides: [HostRunc<'a>; 2],
     listener: Option<Child>,
     _work: tempfile::TempDir,
 }
 
 impl ManualGuard<'_> {
     fn host(&self, i: usize) -> &HostAgent {
-        [&self.hosts.host1, &self.hosts.host2][i]
+        self.sides[i].host()
     }
 
-    /// `runc --root R --log L <args>` inside host `i`, stdio on /dev/null (a detached
-    /// container inherits it).
+    /// `runc <args>` inside host `i` (see [`HostRunc::run`]).
     fn runc(&self, i: usize, args: &[&str]) -> Result<()> {
-        let side = &self.sides[i];
-        let _ = fs::remove_file(&side.log);
-        let status = host_cmd(self.host(i), self.env, &self.env.runc.display().to_string())?
-            .arg("--root")
-            .arg(&side.root)
-            .arg("--log")
-            .arg(&side.log)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("run runc")?;
-        if !status.success() {
-            let log = fs::read_to_string(&side.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(5).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!(
-                "runc {args:?} on {} failed ({status}): {}",
-                self.host(i).node,
-                tail.join(" | ")
-            );
-        }
-        Ok(())
+        self.sides[i].run(args)
     }
 }
 
@@ -810,62 +538,30 @@ impl Drop for ManualGuard<'_> {
             let _ = l.kill();
             let _ = l.wait();
         }
-        for i in 0..2 {
-            for id in self.sides[i].ids.clone() {
-                let _ = self.runc(i, &["delete", "--force", &id]);
-            }
-            if self.sides[i].mounted {
-                let images = self.sides[i].images.display().to_string();
-                if let Err(e) = host_sh(self.host(i), self.env, &format!("umount '{images}'")) {
-                    eprintln!("cleanup: {e:#}");
-                }
-            }
-        }
     }
 }
 
-fn run_manual(hosts: &TwoHosts, env: &Env, mib: u64, tag: &str) -> Result<ManualSample> {
+fn run_manual(hosts: &TwoHosts, env: &Tools, mib: u64, tag: &str) -> Result<ManualSample> {
     // Before the guard, so they outlive the containers. Each host has its own copy of the bundle (runc uses the rootfs in place).
-    let b1 = memhog_bundle(&env.memhog, mib);
-    let b2 = memhog_bundle(&env.memhog, mib);
+    let b1 = memhog_bundle(&env.memhog, mib, None);
+    let b2 = memhog_bundle(&env.memhog, mib, None);
     let work = tempfile::Builder::new()
         .prefix("migrate-bench-move-")
         .tempdir_in("/run")
         .context("create the manual path's work dir")?;
-    let side = |n: u8| -> Result<ManualHost> {
-        let s = ManualHost {
-            root: work.path().join(format!("runc-host{n}")),
-            log: work.path().join(format!("runc-host{n}.log")),
-            images: work.path().join(format!("images-host{n}")),
-            mounted: false,
-            ids: Vec::new(),
-        };
-        fs::create_dir(&s.root).context("create runc root")?;
-        fs::create_dir(&s.images).context("create image dir")?;
-        Ok(s)
-    };
-    let sides = [side(1)?, side(2)?];
+    // Each host's own runc root and tmpfs, mounted inside that host's mount namespace.
+    let side1 = HostRunc::new(&hosts.host1, env, work.path(), "host1")?;
+    let side2 = HostRunc::new(&hosts.host2, env, work.path(), "host2")?;
     let count = work.path().join("wire-bytes");
     let (img1, img2) = (
-        sides[0].images.display().to_string(),
-        sides[1].images.display().to_string(),
+        side1.images.display().to_string(),
+        side2.images.display().to_string(),
     );
     let mut g = ManualGuard {
-        hosts,
-        env,
-        sides,
+        sides: [side1, side2],
         listener: None,
         _work: work,
     };
-    // Each host's own tmpfs, mounted inside that host's mount namespace.
-    for (i, dir) in [&img1, &img2].into_iter().enumerate() {
-        host_sh(
-            g.host(i),
-            env,
-            &format!("mount -t tmpfs -o mode=0700 tmpfs '{dir}'"),
-        )?;
-        g.sides[i].mounted = true;
-    }
     let id = format!("bench-move-{}-{mib}-{tag}", std::process::id());
     let id2 = format!("{id}-r");
     g.sides[0].ids.push(id.clone());
@@ -882,7 +578,7 @@ fn run_manual(hosts: &TwoHosts, env: &Env, mib: u64, tag: &str) -> Result<Manual
     )?;
     let status1 = b1.rootfs().join("tmp/mem");
     let status2 = b2.rootfs().join("tmp/mem");
-    let read = |p: &Path| fs::read_to_string(p).ok().and_then(|t| parse_status(&t));
+    let read = |p: &std::path::Path| MemStatus::read(p);
     let poll = Duration::from_millis(20);
     wait_status(
         "memhog to fill its memory (runc, host1)",
@@ -893,7 +589,7 @@ fn run_manual(hosts: &TwoHosts, env: &Env, mib: u64, tag: &str) -> Result<Manual
 
     // The operator's procedure starts: a listener on host2 ...
     let t_start = Instant::now();
-    let listener = host_cmd(g.host(1), env, "bash")?
+    let listener = host_cmd(g.host(1), &env.runc_path, "bash")?
         .args([
             "-c",
             &format!(
@@ -905,15 +601,13 @@ fn run_manual(hosts: &TwoHosts, env: &Env, mib: u64, tag: &str) -> Result<Manual
         .spawn()
         .context("start the listener on host2")?;
     g.listener = Some(listener);
-    wait_listening(&g, env)?;
+    wait_listening(&g)?;
 
     // ... then the container is frozen and dumped, copied and restored.
     let t0 = Instant::now();
     g.runc(0, &["checkpoint", "--image-path", &img1, &id])?;
     let t_ck = Instant::now();
-    host_sh(
-        g.host(0),
-        env,
+    g.sides[0].sh(
         &format!(
             "set -o pipefail; tar -C '{img1}' -cf - . | zstd -1 -T0 -q | dd bs=1M 2>'{}' >/dev/tcp/{}/{PORT}",
             count.display(),
@@ -935,12 +629,11 @@ fn run_manual(hosts: &TwoHosts, env: &Env, mib: u64, tag: &str) -> Result<Manual
         ],
     )
     .map_err(|e| {
-        let log = host_sh(
-            g.host(1),
-            env,
-            &format!("grep -E 'Error|rror \\(|fail' '{img2}/restore.log' | tail -n 8"),
-        )
-        .unwrap_or_default();
+        let log = g.sides[1]
+            .sh(&format!(
+                "grep -E 'Error|rror \\(|fail' '{img2}/restore.log' | tail -n 8"
+            ))
+            .unwrap_or_default();
         e.context(format!("restore.log:\n{log}"))
     })?;
     let t1 = Instant::now();
@@ -955,7 +648,8 @@ fn run_manual(hosts: &TwoHosts, env: &Env, mib: u64, tag: &str) -> Result<Manual
     check_continues(&after, &at_dump, "manual path")?;
     let wire_bytes = dd_bytes(&fs::read_to_string(&count).unwrap_or_default())
         .with_context(|| format!("no byte count from dd in {}", count.display()))?;
-    let image_bytes = host_sh(g.host(0), env, &format!("du -sb '{img1}'"))?
+    let image_bytes = g.sides[0]
+        .sh(&format!("du -sb '{img1}'"))?
         .split_whitespace()
         .next()
         .and_then(|n| n.parse().ok())
@@ -975,10 +669,10 @@ fn run_manual(hosts: &TwoHosts, env: &Env, mib: u64, tag: &str) -> Result<Manual
 }
 
 /// Waits until host2's `nc` listens on [`PORT`].
-fn wait_listening(g: &ManualGuard, env: &Env) -> Result<()> {
+fn wait_listening(g: &ManualGuard) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = host_sh(g.host(1), env, &format!("ss -Hltn 'sport = :{PORT}'"))?;
+        let out = g.sides[1].sh(&format!("ss -Hltn 'sport = :{PORT}'"))?;
         if !out.trim().is_empty() {
             return Ok(());
         }
@@ -1025,40 +719,6 @@ fn dd_bytes(text: &str) -> Option<u64> {
 }
 
 // ---- report ----
-
-/// Where the numbers come from.
-fn machine_info(runc_version: &str, criu: &str, zstd: &str) -> Value {
-    migrate_tests::bench::machine_with(json!({ "runc": runc_version, "criu": criu, "zstd": zstd }))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn mib_of(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 20) as f64
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
 
 struct SizeResult {
     mib: u64,
@@ -1190,17 +850,7 @@ impl SizeResult {
 
 impl Report<'_> {
     fn print_table(&self) {
-        let m = &self.machine;
-        println!(
-            "machine: {} CPUs ({}), kernel {}, {} GiB RAM; {}; CRIU {}; {}",
-            m["nproc"],
-            m["cpu"].as_str().unwrap_or(""),
-            m["kernel"].as_str().unwrap_or(""),
-            m["mem_gib"],
-            m["runc"].as_str().unwrap_or(""),
-            m["criu"].as_str().unwrap_or(""),
-            m["zstd"].as_str().unwrap_or("")
-        );
+        println!("{}", machine_line(&self.machine));
         println!(
             "live move of a memhog container between two hosts (network namespaces), ours vs the manual runc path, interleaved; medians; {:.0} s in all",
             self.elapsed.as_secs_f64()
@@ -1260,17 +910,7 @@ impl Report<'_> {
         for line in self.targets() {
             println!("  {line}");
         }
-        if !self.failures.is_empty() {
-            println!();
-            println!(
-                "failed and retried once on fresh hosts ({}):",
-                self.failures.len()
-            );
-            for f in &self.failures {
-                // The first line; --json has the agent log's tail too.
-                println!("  {}", f.lines().next().unwrap_or(""));
-            }
-        }
+        print_failures(&self.failures);
         println!();
         println!(
             "notes: ours' numbers come from the move report (downtime: frozen until running on the"

@@ -206,7 +206,7 @@ pub async fn move_out(
     let layer = {
         let a = agent.clone();
         let bundle = PathBuf::from(&rec.bundle);
-        tokio::task::spawn_blocking(move || layer_manifest(&a, &bundle))
+        tokio::task::spawn_blocking(move || layer_manifest(&a, &bundle, |_, _| {}))
             .await
             .map_err(|e| e.to_string())??
     };
@@ -748,7 +748,13 @@ pub(crate) async fn send_chunks(
 }
 
 /// The bundle as a content-addressed layer: one tar of the bundle directory, chunked.
-pub(crate) fn layer_manifest(agent: &Agent, bundle: &Path) -> Result<Manifest, String> {
+/// `on_chunk` sees each chunk as it is stored (and whether it was new). The archive leaves out
+/// access and change times, so reading the bundle does not make a new layer.
+pub(crate) fn layer_manifest(
+    agent: &Agent,
+    bundle: &Path,
+    on_chunk: impl FnMut(&ChunkRef, bool),
+) -> Result<Manifest, String> {
     // A container that arrived by a move runs from a layer unpacked here: reuse that layer as
     // it is (archiving the unpacked copy again would give a new id for the same content).
     if bundle.parent() == Some(agent.config.state_dir.join("bundles").as_path()) {
@@ -771,6 +777,7 @@ pub(crate) fn layer_manifest(agent: &Agent, bundle: &Path) -> Result<Manifest, S
             "--sort=name",
             "--numeric-owner",
             "--xattrs",
+            "--pax-option=delete=atime,delete=ctime",
             "-f",
         ])
         .arg(&tar)
@@ -788,7 +795,7 @@ pub(crate) fn layer_manifest(agent: &Agent, bundle: &Path) -> Result<Manifest, S
     }
     let files = agent
         .store
-        .ingest_dir(tmp.path(), |_, _| {})
+        .ingest_dir(tmp.path(), on_chunk)
         .map_err(|e| chain(&e))?;
     let digest = crate::store::hash(serde_json::to_string(&files).unwrap_or_default().as_bytes());
     let m = Manifest {

@@ -168,7 +168,14 @@ fn take(
     // Chunks written from here on are named by a manifest only at the end.
     let _store = agent.store_lock.blocking_read();
     op.event("layer", "storing the bundle layer");
-    let layer = moves::layer_manifest(agent, std::path::Path::new(&crec.bundle))?;
+    // What the layer adds to the store (the first time, or when the bundle changed) is part of
+    // what this backup costs.
+    let mut layer_added = 0;
+    let layer = moves::layer_manifest(agent, std::path::Path::new(&crec.bundle), |r, new| {
+        if new {
+            layer_added += agent.store.stored_size(&r.hash);
+        }
+    })?;
     let dir = scratch(agent, "backup", op.id());
     let was_running = c.status() == runtime::Status::Running;
     if was_running {
@@ -241,7 +248,7 @@ fn take(
         frozen_ms: done.frozen.as_millis() as u64,
         logical_bytes: m.logical_bytes(),
         stored_bytes,
-        added_bytes,
+        added_bytes: added_bytes + layer_added,
         restart: crec.restart.as_str().to_string(),
         ip: crec.ip.clone(),
         mac: crec.mac.clone(),
@@ -253,7 +260,10 @@ fn take(
         return Err(chain(&e));
     }
     agent.metrics.backups.inc();
-    agent.metrics.backup_bytes_added.inc_by(added_bytes);
+    agent
+        .metrics
+        .backup_bytes_added
+        .inc_by(added_bytes + layer_added);
     agent
         .metrics
         .backup_frozen

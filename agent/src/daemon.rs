@@ -496,6 +496,8 @@ impl Agent {
             .catalog
             .fail_interrupted_operations(crate::ops::now_ms())?;
         crate::backups::recover(self, &interrupted);
+        // No transfer survives a restart.
+        self.sweep_stages(Duration::ZERO);
         tokio::spawn(crate::moves::recover(self.clone(), interrupted));
         if n > 0 {
             tracing::warn!(
@@ -836,6 +838,25 @@ impl Agent {
             tracing::info!(chunks = n, bytes, "store: removed unreferenced chunks");
         }
         Ok((n, bytes))
+    }
+
+    /// Removes transfers' staging directories (on the scratch tmpfs) older than `min_age`:
+    /// what transfers that never finished left behind.
+    pub fn sweep_stages(&self, min_age: Duration) {
+        let Ok(entries) = fs::read_dir(self.config.scratch_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() >= min_age)
+                .unwrap_or(true);
+            if e.file_name().to_string_lossy().starts_with("stage-") && stale {
+                tracing::info!(dir = %e.path().display(), "removing the staged chunks of an unfinished transfer");
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// The `criu check` report (computed once).

@@ -27,7 +27,7 @@ use crate::catalog::{ContainerRecord, Restart};
 use crate::daemon::{desired, now_unix, Agent};
 use crate::ops::OpHandle;
 use crate::shim::{chain, ShimAction};
-use crate::store::{ChunkRef, Manifest, Provenance, MANIFEST_VERSION};
+use crate::store::{ChunkRef, Manifest, Provenance, Store, MANIFEST_VERSION};
 
 /// Chunks per `HaveChunks` question.
 const HAVE_BATCH: usize = 512;
@@ -198,8 +198,10 @@ pub async fn move_out(
     }
 
     // Chunks written from here on are named by a manifest only at the end: keep garbage
-    // collection away until then.
+    // collection away until then. The chunks staged while frozen are dropped if the move
+    // fails (and moved into the store when it succeeds).
     let _store = agent.store_lock.clone().read_owned().await;
+    let _stage = StageGuard(transfer_store(&agent, op.id()));
     // Pre-seed while the container runs: the bundle it was created from.
     op.event("preseed", "sending the bundle layer the target lacks");
     let mut counters = Counters::default();
@@ -277,8 +279,13 @@ pub async fn move_out(
     // Off the downtime: keep the checkpoint's manifest here for a later move's pre-seed (this
     // syncs every chunk written while frozen, which costs seconds for a large container).
     {
-        let a = agent.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.store.commit(&checkpoint)).await {
+        let staged = transfer_store(&agent, op.id());
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || {
+            staged.unstage()?;
+            staged.commit(&checkpoint)
+        })
+        .await
+        {
             tracing::warn!(error = %chain(&e), "cannot keep the checkpoint's manifest; a later move sends it all again");
         }
     }
@@ -524,8 +531,11 @@ async fn stream_checkpoint(
     counters: &mut Counters,
 ) -> Result<Manifest, String> {
     let (refs_tx, mut refs_rx) = tokio::sync::mpsc::channel::<ChunkRef>(4 * HAVE_BATCH);
+    // New chunks go to the scratch tmpfs while the container is frozen; they move into the
+    // store after it runs on the target.
+    let staged = transfer_store(agent, op.id());
     let producer = {
-        let store = agent.store.clone();
+        let store = staged.clone();
         let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
             store.ingest_dir(&dir, |r, _| {
@@ -560,7 +570,7 @@ async fn stream_checkpoint(
                 || (refs_rx.is_empty() && !batch.is_empty()))
         {
             if let Err(e) = offer(
-                agent,
+                &staged,
                 client,
                 to,
                 op.id(),
@@ -631,7 +641,7 @@ pub(crate) fn provenance(agent: &Agent, dir: &Path) -> Provenance {
 /// Asks the target which of `batch` it lacks and queues those for upload.
 #[allow(clippy::too_many_arguments)]
 async fn offer(
-    agent: &Arc<Agent>,
+    store: &Store,
     client: &mut PeerClient<Channel>,
     to: &str,
     move_id: &str,
@@ -643,6 +653,7 @@ async fn offer(
     let have = client
         .have_chunks(HaveChunksRequest {
             hashes: batch.iter().map(|r| r.hash.clone()).collect(),
+            move_id: move_id.to_string(),
         })
         .await
         .map_err(|s| status_err(to, s))?
@@ -655,7 +666,7 @@ async fn offer(
         if has {
             continue;
         }
-        let mut data = agent.store.read_compressed_raw(r).map_err(|e| chain(&e))?;
+        let mut data = store.read_compressed_raw(r).map_err(|e| chain(&e))?;
         counters.compressed += data.len() as u64;
         if corrupt && counters.compressed == data.len() as u64 {
             let n = data.len() / 2;
@@ -672,6 +683,27 @@ async fn offer(
         }
     }
     Ok(())
+}
+
+/// The store as a transfer (a move or a backup's replication, on either side) sees it: new
+/// chunks are staged on the scratch tmpfs until the transfer commits.
+pub(crate) fn transfer_store(agent: &Agent, transfer_id: &str) -> Store {
+    agent.store.staged(
+        &agent
+            .config
+            .scratch_dir()
+            .join(format!("stage-{transfer_id}")),
+    )
+}
+
+/// Drops a transfer's staged chunks when it goes out of scope (after a successful move they
+/// were moved into the store already, and there is nothing left to drop).
+struct StageGuard(Store);
+
+impl Drop for StageGuard {
+    fn drop(&mut self) {
+        self.0.drop_stage();
+    }
 }
 
 /// Where a move's images live while it runs (see [`crate::config::Config::scratch_dir`]).
@@ -719,7 +751,18 @@ pub(crate) async fn send_chunks(
     let corrupt = fault("corrupt-chunk").is_some();
     let mut failed = None;
     for batch in unique.chunks(HAVE_BATCH) {
-        if let Err(e) = offer(agent, client, to, op.id(), batch, &up_tx, corrupt, counters).await {
+        if let Err(e) = offer(
+            &agent.store,
+            client,
+            to,
+            op.id(),
+            batch,
+            &up_tx,
+            corrupt,
+            counters,
+        )
+        .await
+        {
             failed = Some(e);
             break;
         }
@@ -966,9 +1009,9 @@ pub fn put_chunk(agent: &Agent, c: &ChunkUpload) -> Result<(), String> {
         tracing::info!(chunk = %c.hash, "slow-chunks: delaying a received chunk by {ms} ms (injected fault)");
         std::thread::sleep(Duration::from_millis(ms));
     }
-    let new = !agent.store.has(&c.hash);
-    agent
-        .store
+    let store = transfer_store(agent, &c.move_id);
+    let new = !store.has(&c.hash);
+    store
         .put_compressed(&c.hash, c.size, &c.data)
         .map_err(|e| chain(&e))?;
     if new {
@@ -1010,6 +1053,10 @@ pub fn receive(
         m.validate()
             .map_err(|e| format!("invalid manifest {}: {e}", m.id))?;
     }
+    op.event(
+        "materialize",
+        "writing the checkpoint's images and the bundle (chunks verified on arrival)",
+    );
     let rec = ContainerRecord {
         id: id.clone(),
         bundle: String::new(),
@@ -1022,6 +1069,7 @@ pub fn receive(
         mac: req.mac.clone(),
     };
     let landing = Landing {
+        store: transfer_store(agent, &req.move_id),
         layer: &layer,
         checkpoint: &ckpt,
         dir: move_dir(agent, op.id()),
@@ -1060,6 +1108,8 @@ pub(crate) enum LandingNet {
 
 /// What [`land`] restores: a checkpoint and the bundle layer it runs on, both in the store.
 pub(crate) struct Landing<'a> {
+    /// Where the chunks are (the store, or a transfer's staged view of it).
+    pub store: Store,
     pub layer: &'a Manifest,
     pub checkpoint: &'a Manifest,
     /// Where the images are written (on the scratch tmpfs); removed if the restore fails.
@@ -1082,11 +1132,11 @@ pub(crate) fn land(
 ) -> Result<crate::shim::ShimStarted, String> {
     let id = rec.id.clone();
     let _ = std::fs::remove_dir_all(&l.dir);
-    let written = agent
+    let written = l
         .store
         .materialize(l.checkpoint, &l.dir, &l.trusted)
         .map_err(|e| chain(&e))
-        .and_then(|()| materialize_layer(agent, l.layer));
+        .and_then(|()| materialize_layer(agent, &l.store, l.layer));
     let bundle = match written {
         Ok(b) => b,
         Err(e) => {
@@ -1153,7 +1203,11 @@ pub(crate) fn land(
 }
 
 /// The bundle of a layer on this host (extracted once per layer).
-pub(crate) fn materialize_layer(agent: &Agent, layer: &Manifest) -> Result<PathBuf, String> {
+pub(crate) fn materialize_layer(
+    agent: &Agent,
+    store: &Store,
+    layer: &Manifest,
+) -> Result<PathBuf, String> {
     let dest = agent.config.state_dir.join("bundles").join(&layer.id);
     if dest.join("config.json").is_file() {
         return Ok(dest);
@@ -1164,8 +1218,7 @@ pub(crate) fn materialize_layer(agent: &Agent, layer: &Manifest) -> Result<PathB
         .join("bundles")
         .join(format!(".{}.tmp", layer.id));
     let _ = std::fs::remove_dir_all(&tmp);
-    agent
-        .store
+    store
         .materialize(layer, &tmp.join("layer"), &Default::default())
         .map_err(|e| chain(&e))?;
     let root = tmp.join("bundle");
@@ -1208,7 +1261,11 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
         .unwrap_or_else(|e| e.into_inner())
         .remove(move_id)
         .unwrap_or_default();
+    let staged = transfer_store(agent, move_id);
     if commit {
+        if let Err(e) = staged.unstage() {
+            tracing::warn!(move.id = %move_id, error = %chain(&e), "cannot move the received chunks into the store");
+        }
         for m in &pending {
             if let Err(e) = agent.store.commit(m) {
                 tracing::warn!(move.id = %move_id, manifest = %m.id, error = %chain(&e), "cannot keep a moved-in manifest");
@@ -1254,6 +1311,7 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
         });
     }
     let _ = std::fs::remove_dir_all(move_dir(agent, move_id));
+    staged.drop_stage();
     discard_received(agent, move_id);
     Ok(())
 }

@@ -99,6 +99,7 @@ pub async fn serve(agent: Arc<Agent>) -> anyhow::Result<()> {
     tokio::spawn(async move {
         loop {
             let a = gc_agent.clone();
+            a.sweep_stages(GC_AGE);
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.collect_garbage(GC_AGE)).await
             {
                 tracing::warn!(error = %e, "store garbage collection failed");

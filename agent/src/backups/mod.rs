@@ -333,6 +333,9 @@ pub fn accept_replica(agent: &Arc<Agent>, req: &PutBackupRequest) -> Result<u32,
     runtime::id::validate_id(&b.container_id).map_err(|e| e.to_string())?;
     {
         let _store = agent.store_lock.blocking_read();
+        moves::transfer_store(agent, &req.transfer_id)
+            .unstage()
+            .map_err(|e| chain(&e))?;
         agent.store.commit(&layer).map_err(|e| chain(&e))?;
         agent.store.commit(&m).map_err(|e| chain(&e))?;
     }
@@ -548,6 +551,7 @@ pub fn restore(
         mac: b.mac.clone(),
     };
     let landing = Landing {
+        store: agent.store.clone(),
         layer: &layer,
         checkpoint: &m,
         dir: scratch(agent, "restore", op.id()),

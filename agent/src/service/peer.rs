@@ -75,8 +75,9 @@ impl Peer for PeerApi {
         req: Request<HaveChunksRequest>,
     ) -> Result<Response<HaveChunksResponse>, Status> {
         crate::drills::check_not_fenced(&self.agent)?;
-        let hashes = req.into_inner().hashes;
-        let have = hashes.iter().map(|h| self.agent.store.has(h)).collect();
+        let r = req.into_inner();
+        let store = crate::moves::transfer_store(&self.agent, &r.move_id);
+        let have = r.hashes.iter().map(|h| store.has(h)).collect();
         Ok(Response::new(HaveChunksResponse { have }))
     }
 

@@ -10,6 +10,10 @@
 //! <root>/chunks/<2 hex>/<64 hex>.zst   one chunk, zstd-compressed
 //! <root>/manifests/<id>.json           committed manifests
 //! ```
+//!
+//! A staged view ([`Store::staged`]) writes new chunks to a scratch directory (tmpfs) instead,
+//! where thousands of files cost little while a container is frozen; it reads both places, and
+//! [`Store::unstage`] moves the staged chunks into the store before their manifest commits.
 
 mod chunker;
 mod manifest;
@@ -96,10 +100,11 @@ pub fn verify(expect: &str, size: u64, compressed: &[u8]) -> Result<Vec<u8>> {
     Ok(data)
 }
 
-/// A chunk store rooted at a directory.
+/// A chunk store rooted at a directory (optionally staging new chunks elsewhere).
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    stage: Option<PathBuf>,
 }
 
 impl Store {
@@ -111,7 +116,54 @@ impl Store {
         }
         Ok(Store {
             root: root.to_path_buf(),
+            stage: None,
         })
+    }
+
+    /// A view of this store that writes new chunks under `dir` instead (created on first
+    /// write) and reads from both.
+    pub fn staged(&self, dir: &Path) -> Store {
+        Store {
+            root: self.root.clone(),
+            stage: Some(dir.to_path_buf()),
+        }
+    }
+
+    /// Moves every staged chunk into the store and removes the staging directory. Returns how
+    /// many chunks moved. A no-op for a view that does not stage.
+    pub fn unstage(&self) -> Result<usize> {
+        let Some(stage) = &self.stage else {
+            return Ok(0);
+        };
+        let mut moved = 0;
+        if let Ok(subs) = fs::read_dir(stage) {
+            for sub in subs.flatten() {
+                for e in fs::read_dir(sub.path())
+                    .map_err(io("list", &sub.path()))?
+                    .flatten()
+                {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let Some(h) = name.strip_suffix(".zst").filter(|h| valid_hash(h)) else {
+                        continue;
+                    };
+                    let dest = self.chunk_path(h);
+                    if !dest.is_file() {
+                        let data = fs::read(e.path()).map_err(io("read", &e.path()))?;
+                        self.write_chunk(&dest, &data)?;
+                        moved += 1;
+                    }
+                }
+            }
+        }
+        self.drop_stage();
+        Ok(moved)
+    }
+
+    /// Removes the staging directory and what it holds (an aborted transfer).
+    pub fn drop_stage(&self) {
+        if let Some(stage) = &self.stage {
+            let _ = fs::remove_dir_all(stage);
+        }
     }
 
     fn chunk_path(&self, hash: &str) -> PathBuf {
@@ -122,13 +174,40 @@ impl Store {
             .join(format!("{hash}.zst"))
     }
 
+    fn staged_path(&self, hash: &str) -> Option<PathBuf> {
+        let prefix = hash.get(..2).unwrap_or("xx");
+        Some(
+            self.stage
+                .as_ref()?
+                .join(prefix)
+                .join(format!("{hash}.zst")),
+        )
+    }
+
+    /// Where a new chunk goes: the stage, if this view has one.
+    fn new_chunk_path(&self, hash: &str) -> PathBuf {
+        self.staged_path(hash)
+            .unwrap_or_else(|| self.chunk_path(hash))
+    }
+
+    /// Where chunk `hash` is: the store, else the stage.
+    fn find(&self, hash: &str) -> PathBuf {
+        let main = self.chunk_path(hash);
+        match self.staged_path(hash) {
+            Some(staged) if !main.is_file() => staged,
+            _ => main,
+        }
+    }
+
     fn manifest_path(&self, id: &str) -> PathBuf {
         self.root.join("manifests").join(format!("{id}.json"))
     }
 
-    /// Whether the store holds chunk `hash`.
+    /// Whether the store (or this view's stage) holds chunk `hash`.
     pub fn has(&self, hash: &str) -> bool {
-        valid_hash(hash) && self.chunk_path(hash).is_file()
+        valid_hash(hash)
+            && (self.chunk_path(hash).is_file()
+                || self.staged_path(hash).is_some_and(|p| p.is_file()))
     }
 
     /// Stores a compressed chunk after verifying it against its hash and size. Idempotent.
@@ -144,7 +223,7 @@ impl Store {
             return Ok(());
         }
         verify(hash, size, compressed)?;
-        self.write_chunk(&self.chunk_path(hash), compressed)
+        self.write_chunk(&self.new_chunk_path(hash), compressed)
     }
 
     /// Stores raw data as a chunk; returns its reference and whether it was new.
@@ -158,7 +237,7 @@ impl Store {
             self.touch(&h);
             return Ok((r, false));
         }
-        self.write_chunk(&self.chunk_path(&h), &compress(data))?;
+        self.write_chunk(&self.new_chunk_path(&h), &compress(data))?;
         Ok((r, true))
     }
 
@@ -195,7 +274,7 @@ impl Store {
     /// The compressed bytes of a chunk as stored, unverified (for sending: the receiver
     /// verifies).
     pub fn read_compressed_raw(&self, r: &ChunkRef) -> Result<Vec<u8>> {
-        let path = self.chunk_path(&r.hash);
+        let path = self.find(&r.hash);
         fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => StoreError::Missing {
                 hash: r.hash.clone(),
@@ -206,7 +285,7 @@ impl Store {
 
     /// The compressed bytes of a chunk (verified).
     pub fn read_compressed(&self, r: &ChunkRef) -> Result<Vec<u8>> {
-        let path = self.chunk_path(&r.hash);
+        let path = self.find(&r.hash);
         let mut buf = Vec::new();
         match File::open(&path) {
             Ok(mut f) => f.read_to_end(&mut buf).map_err(io("read", &path))?,
@@ -291,11 +370,8 @@ impl Store {
     fn write_chunk(&self, path: &Path, data: &[u8]) -> Result<()> {
         let dir = path.parent().expect("chunk paths have a parent");
         fs::create_dir_all(dir).map_err(io("create", dir))?;
-        let tmp = self.root.join("tmp").join(format!(
-            "{}.{}",
-            uuid::Uuid::new_v4().simple(),
-            std::process::id()
-        ));
+        // Next to its final name (the stage may be another filesystem), hidden from readers.
+        let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
         fs::write(&tmp, data).map_err(io("write", &tmp))?;
         fs::rename(&tmp, path).map_err(io("rename into place", path))
     }
@@ -366,7 +442,8 @@ impl Store {
             reason,
         })?;
         for r in m.chunks() {
-            if !self.has(&r.hash) {
+            // In the store itself: staged chunks must be unstaged first.
+            if !self.chunk_path(&r.hash).is_file() {
                 return Err(StoreError::Missing {
                     hash: r.hash.clone(),
                 });
@@ -476,9 +553,7 @@ impl Store {
 
     /// The compressed size of a stored chunk (0 if it is not stored).
     pub fn stored_size(&self, hash: &str) -> u64 {
-        fs::metadata(self.chunk_path(hash))
-            .map(|m| m.len())
-            .unwrap_or(0)
+        fs::metadata(self.find(hash)).map(|m| m.len()).unwrap_or(0)
     }
 
     /// Deletes chunks no committed manifest references, except those in `keep` (chunks of a

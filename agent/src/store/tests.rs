@@ -249,3 +249,48 @@ fn gc_spares_chunks_of_transfers_in_flight_and_verify_finds_corruption() {
         .to_string();
     assert!(err.contains(&pending.hash), "{err}");
 }
+
+#[test]
+fn a_staged_view_writes_elsewhere_and_unstages_before_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let (old, _) = store.put(b"already in the store").unwrap();
+    let stage_dir = dir.path().join("stage");
+    let staged = store.staged(&stage_dir);
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), pseudo_random(600_000, 7)).unwrap();
+    fs::write(src.join("b"), b"already in the store").unwrap();
+    let mut new = Vec::new();
+    let files = staged
+        .ingest_dir(&src, |r, is_new| {
+            if is_new {
+                new.push(r.clone());
+            }
+        })
+        .unwrap();
+    assert!(!new.is_empty() && !new.contains(&old), "{new:?}");
+    // New chunks are in the stage only; the view sees both places.
+    for r in &new {
+        assert!(staged.has(&r.hash) && !store.has(&r.hash));
+        assert_eq!(staged.read(r).unwrap().len() as u64, r.size);
+    }
+    assert!(staged.has(&old.hash));
+    let m = manifest("staged", files);
+    assert!(matches!(staged.commit(&m), Err(StoreError::Missing { .. })));
+    assert_eq!(staged.unstage().unwrap(), new.len());
+    assert!(!stage_dir.exists());
+    staged.commit(&m).unwrap();
+    let out = dir.path().join("out");
+    store.materialize(&m, &out, &Default::default()).unwrap();
+    assert_eq!(
+        fs::read(out.join("a")).unwrap(),
+        fs::read(src.join("a")).unwrap()
+    );
+    // Dropping a stage forgets what it held.
+    let other = store.staged(&dir.path().join("stage2"));
+    let (gone, is_new) = other.put(b"never committed").unwrap();
+    assert!(is_new && other.has(&gone.hash));
+    other.drop_stage();
+    assert!(!other.has(&gone.hash) && !store.has(&gone.hash));
+}

@@ -64,6 +64,15 @@ pub struct Agent {
     pub store: crate::store::Store,
     /// Chunks received per incoming move, to discard them if the move is aborted.
     pub incoming: Mutex<std::collections::HashMap<String, HashSet<String>>>,
+    /// Where the chunks of each incoming move were written in its image files: path →
+    /// offset → length.
+    #[allow(clippy::type_complexity)]
+    pub placed: Mutex<
+        std::collections::HashMap<
+            String,
+            std::collections::HashMap<String, std::collections::BTreeMap<u64, u64>>,
+        >,
+    >,
     /// Manifests of moves that restored here, committed when the source commits the move.
     pub pending_manifests: Mutex<std::collections::HashMap<String, Vec<crate::store::Manifest>>>,
     /// Held (shared) by whatever writes chunks before committing the manifest that names them
@@ -150,6 +159,7 @@ impl Agent {
             incoming: Mutex::new(std::collections::HashMap::new()),
             store_lock: Arc::new(tokio::sync::RwLock::new(())),
             pending_manifests: Mutex::new(std::collections::HashMap::new()),
+            placed: Mutex::new(std::collections::HashMap::new()),
             exe: std::env::current_exe().context("cannot find the agent's own binary")?,
             started: Instant::now(),
             watched: Mutex::new(HashSet::new()),

@@ -530,7 +530,7 @@ async fn stream_checkpoint(
     dir: &Path,
     counters: &mut Counters,
 ) -> Result<Manifest, String> {
-    let (refs_tx, mut refs_rx) = tokio::sync::mpsc::channel::<ChunkRef>(4 * HAVE_BATCH);
+    let (refs_tx, mut refs_rx) = tokio::sync::mpsc::channel::<Placed>(4 * HAVE_BATCH);
     // New chunks go to the scratch tmpfs while the container is frozen; they move into the
     // store after it runs on the target.
     let staged = transfer_store(agent, op.id());
@@ -538,8 +538,12 @@ async fn stream_checkpoint(
         let store = staged.clone();
         let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            store.ingest_dir(&dir, |r, _| {
-                let _ = refs_tx.blocking_send(r.clone());
+            store.ingest_dir_placed(&dir, |path, offset, r, _| {
+                let _ = refs_tx.blocking_send(Placed {
+                    r: r.clone(),
+                    path: path.to_string(),
+                    offset,
+                });
             })
         })
     };
@@ -551,18 +555,16 @@ async fn stream_checkpoint(
             .await
     });
     let corrupt = fault("corrupt-chunk").is_some();
-    let mut seen = HashSet::new();
-    let mut batch: Vec<ChunkRef> = Vec::new();
+    let mut known = HashSet::new();
+    let mut batch: Vec<Placed> = Vec::new();
     let mut failed = None;
     loop {
         let next = refs_rx.recv().await;
         let done = next.is_none();
-        if let Some(r) = next {
-            counters.raw += r.size;
+        if let Some(p) = next {
+            counters.raw += p.r.size;
             counters.chunks += 1;
-            if seen.insert(r.hash.clone()) {
-                batch.push(r);
-            }
+            batch.push(p);
         }
         if failed.is_none()
             && (batch.len() >= HAVE_BATCH / 8
@@ -575,6 +577,7 @@ async fn stream_checkpoint(
                 to,
                 op.id(),
                 &std::mem::take(&mut batch),
+                &mut known,
                 &up_tx,
                 corrupt,
                 counters,
@@ -640,43 +643,77 @@ pub(crate) fn provenance(agent: &Agent, dir: &Path) -> Provenance {
 
 /// Asks the target which of `batch` it lacks and queues those for upload.
 #[allow(clippy::too_many_arguments)]
+/// A chunk and, in a move's frozen phase, where it goes in the image files (`path` empty
+/// otherwise).
+struct Placed {
+    r: ChunkRef,
+    path: String,
+    offset: u64,
+}
+
+/// Asks the target which chunks of `batch` it lacks (of those not in `known`: chunks this
+/// transfer already sent, or the target said it holds), and queues them for upload, in order;
+/// every other placed chunk goes as a placement without data.
+#[allow(clippy::too_many_arguments)]
 async fn offer(
     store: &Store,
     client: &mut PeerClient<Channel>,
     to: &str,
     move_id: &str,
-    batch: &[ChunkRef],
+    batch: &[Placed],
+    known: &mut HashSet<String>,
     up: &tokio::sync::mpsc::Sender<ChunkUpload>,
     corrupt: bool,
     counters: &mut Counters,
 ) -> Result<(), String> {
-    let have = client
-        .have_chunks(HaveChunksRequest {
-            hashes: batch.iter().map(|r| r.hash.clone()).collect(),
-            move_id: move_id.to_string(),
-        })
-        .await
-        .map_err(|s| status_err(to, s))?
-        .into_inner()
-        .have;
-    for (r, has) in batch
-        .iter()
-        .zip(have.iter().copied().chain(std::iter::repeat(false)))
-    {
-        if has {
+    let mut ask: Vec<String> = Vec::new();
+    for p in batch {
+        if !known.contains(&p.r.hash) && !ask.contains(&p.r.hash) {
+            ask.push(p.r.hash.clone());
+        }
+    }
+    let mut lacking = HashSet::new();
+    if !ask.is_empty() {
+        let have = client
+            .have_chunks(HaveChunksRequest {
+                hashes: ask.clone(),
+                move_id: move_id.to_string(),
+            })
+            .await
+            .map_err(|s| status_err(to, s))?
+            .into_inner()
+            .have;
+        for (h, has) in ask
+            .into_iter()
+            .zip(have.into_iter().chain(std::iter::repeat(false)))
+        {
+            if !has {
+                lacking.insert(h.clone());
+            }
+            known.insert(h);
+        }
+    }
+    for p in batch {
+        let data = if lacking.remove(&p.r.hash) {
+            let mut data = store.read_compressed_raw(&p.r).map_err(|e| chain(&e))?;
+            counters.compressed += data.len() as u64;
+            if corrupt && counters.compressed == data.len() as u64 {
+                let n = data.len() / 2;
+                data[n] ^= 0xff;
+            }
+            data
+        } else if p.path.is_empty() {
             continue;
-        }
-        let mut data = store.read_compressed_raw(r).map_err(|e| chain(&e))?;
-        counters.compressed += data.len() as u64;
-        if corrupt && counters.compressed == data.len() as u64 {
-            let n = data.len() / 2;
-            data[n] ^= 0xff;
-        }
+        } else {
+            Vec::new()
+        };
         let upload = ChunkUpload {
             move_id: move_id.to_string(),
-            hash: r.hash.clone(),
-            size: r.size,
+            hash: p.r.hash.clone(),
+            size: p.r.size,
             data,
+            path: p.path.clone(),
+            offset: p.offset,
         };
         if up.send(upload).await.is_err() {
             return Err(format!("{to} stopped taking chunks"));
@@ -732,15 +769,20 @@ pub(crate) async fn send_chunks(
     m: &Manifest,
     counters: &mut Counters,
 ) -> Result<(), String> {
-    let mut unique: Vec<ChunkRef> = Vec::new();
+    let mut unique: Vec<Placed> = Vec::new();
     let mut seen = HashSet::new();
     for r in m.chunks() {
         counters.raw += r.size;
         counters.chunks += 1;
         if seen.insert(r.hash.clone()) {
-            unique.push(r.clone());
+            unique.push(Placed {
+                r: r.clone(),
+                path: String::new(),
+                offset: 0,
+            });
         }
     }
+    let mut known = HashSet::new();
     let (up_tx, up_rx) = tokio::sync::mpsc::channel::<ChunkUpload>(8);
     let mut uploader = client.clone();
     let upload = tokio::spawn(async move {
@@ -757,6 +799,7 @@ pub(crate) async fn send_chunks(
             to,
             op.id(),
             batch,
+            &mut known,
             &up_tx,
             corrupt,
             counters,
@@ -1010,20 +1053,99 @@ pub fn put_chunk(agent: &Agent, c: &ChunkUpload) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(ms));
     }
     let store = transfer_store(agent, &c.move_id);
-    let new = !store.has(&c.hash);
-    store
-        .put_compressed(&c.hash, c.size, &c.data)
-        .map_err(|e| chain(&e))?;
-    if new {
-        agent
+    let raw = if c.data.is_empty() {
+        // A placement of a chunk that arrived earlier or was held already.
+        let r = ChunkRef {
+            hash: c.hash.clone(),
+            size: c.size,
+        };
+        let trusted = agent
             .incoming
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(c.move_id.clone())
-            .or_default()
-            .insert(c.hash.clone());
+            .get(&c.move_id)
+            .is_some_and(|s| s.contains(&c.hash));
+        if trusted {
+            store.read_unverified(&r)
+        } else {
+            store.read(&r)
+        }
+        .map_err(|e| chain(&e))?
+    } else {
+        let raw = crate::store::verify(&c.hash, c.size, &c.data).map_err(|e| chain(&e))?;
+        let new = !store.has(&c.hash);
+        store
+            .put_verified(&c.hash, &c.data)
+            .map_err(|e| chain(&e))?;
+        if new {
+            agent
+                .incoming
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(c.move_id.clone())
+                .or_default()
+                .insert(c.hash.clone());
+        }
+        raw
+    };
+    if !c.path.is_empty() {
+        place(agent, &c.move_id, &c.path, c.offset, &raw)?;
     }
     Ok(())
+}
+
+/// Writes a chunk where it goes in a move's image files, and counts it.
+fn place(agent: &Agent, move_id: &str, path: &str, offset: u64, data: &[u8]) -> Result<(), String> {
+    let rel = Path::new(path);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!("image path {path:?} is not a plain relative path"));
+    }
+    let file = move_dir(agent, move_id).join(rel);
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&file)
+        .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    std::os::unix::fs::FileExt::write_all_at(&f, data, offset)
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    agent
+        .placed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(move_id.to_string())
+        .or_default()
+        .entry(path.to_string())
+        .or_default()
+        .insert(offset, data.len() as u64);
+    Ok(())
+}
+
+/// Whether the placements of `move_id` wrote every byte of every file of `m` (each file is
+/// then exactly as the manifest describes, and nothing is left to materialize).
+fn placed_complete(agent: &Agent, move_id: &str, m: &Manifest) -> bool {
+    let placed = agent.placed.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(files) = placed.get(move_id) else {
+        return false;
+    };
+    m.files.iter().all(|f| {
+        let written: u64 = files
+            .get(&f.path)
+            .map(|offsets| offsets.values().sum())
+            .unwrap_or(0);
+        let on_disk = std::fs::metadata(move_dir(agent, move_id).join(&f.path))
+            .map(|md| md.len())
+            .ok();
+        written == f.size && (on_disk == Some(f.size) || f.size == 0)
+    })
 }
 
 /// Materializes and restores a moved container; returns its pid and CRIU's restore time.
@@ -1053,9 +1175,14 @@ pub fn receive(
         m.validate()
             .map_err(|e| format!("invalid manifest {}: {e}", m.id))?;
     }
+    let images_ready = placed_complete(agent, &req.move_id, &ckpt);
     op.event(
         "materialize",
-        "writing the checkpoint's images and the bundle (chunks verified on arrival)",
+        if images_ready {
+            "the checkpoint's images were written as the chunks arrived; unpacking the bundle"
+        } else {
+            "writing the checkpoint's images from the store, and the bundle"
+        },
     );
     let rec = ContainerRecord {
         id: id.clone(),
@@ -1069,6 +1196,7 @@ pub fn receive(
         mac: req.mac.clone(),
     };
     let landing = Landing {
+        images_ready,
         store: transfer_store(agent, &req.move_id),
         layer: &layer,
         checkpoint: &ckpt,
@@ -1116,6 +1244,8 @@ pub(crate) struct Landing<'a> {
     pub dir: PathBuf,
     pub network: LandingNet,
     pub tcp_close: bool,
+    /// The images are in `dir` already (a move wrote them as the chunks arrived).
+    pub images_ready: bool,
     /// Chunks verified moments ago (received for this move, or checked by the caller): they
     /// are written without hashing them again.
     pub trusted: HashSet<String>,
@@ -1131,12 +1261,26 @@ pub(crate) fn land(
     l: &Landing<'_>,
 ) -> Result<crate::shim::ShimStarted, String> {
     let id = rec.id.clone();
-    let _ = std::fs::remove_dir_all(&l.dir);
-    let written = l
-        .store
-        .materialize(l.checkpoint, &l.dir, &l.trusted)
-        .map_err(|e| chain(&e))
-        .and_then(|()| materialize_layer(agent, &l.store, l.layer));
+    let images = if l.images_ready {
+        // Written as the chunks arrived: only the empty files and the modes are left.
+        l.checkpoint.files.iter().try_for_each(|f| {
+            let p = l.dir.join(&f.path);
+            if f.size == 0 {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                std::fs::File::create(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(f.mode))
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+    } else {
+        let _ = std::fs::remove_dir_all(&l.dir);
+        l.store
+            .materialize(l.checkpoint, &l.dir, &l.trusted)
+            .map_err(|e| chain(&e))
+    };
+    let written = images.and_then(|()| materialize_layer(agent, &l.store, l.layer));
     let bundle = match written {
         Ok(b) => b,
         Err(e) => {
@@ -1261,6 +1405,11 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
         .unwrap_or_else(|e| e.into_inner())
         .remove(move_id)
         .unwrap_or_default();
+    agent
+        .placed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(move_id);
     let staged = transfer_store(agent, move_id);
     if commit {
         if let Err(e) = staged.unstage() {

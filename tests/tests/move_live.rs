@@ -161,6 +161,13 @@ fn stateful_container_moves_there_and_back() {
         there.mem
     );
     assert!(there.log_ok, "the appended log lost or duplicated lines");
+    assert!(
+        hosts
+            .host2
+            .log()
+            .contains("images were written as the chunks arrived"),
+        "the target wrote the images from the store after the transfer"
+    );
     assert!(schedule_on(&hosts.host1).is_empty());
     assert_eq!(
         schedule_on(&hosts.host2),

@@ -551,6 +551,7 @@ pub fn restore(
         mac: b.mac.clone(),
     };
     let landing = Landing {
+        images_ready: false,
         store: agent.store.clone(),
         layer: &layer,
         checkpoint: &m,

@@ -105,9 +105,28 @@ impl Peer for PeerApi {
                 Err(e) => Err(Status::internal(e.to_string())),
             }
         };
+        // Placements without data name chunks that may still be on their way: they wait
+        // until every chunk of the stream is stored.
+        let mut placements = Vec::new();
         while let Some(chunk) = stream.message().await? {
+            if chunk.data.is_empty() {
+                placements.push(chunk);
+                continue;
+            }
             bytes += chunk.data.len() as u64;
             chunks += 1;
+            let a = self.agent.clone();
+            pending.spawn_blocking(move || {
+                crate::moves::put_chunk(&a, &chunk).map_err(|e| (chunk.hash.clone(), e))
+            });
+            while pending.len() >= limit {
+                check(pending.join_next().await.expect("pending is not empty"))?;
+            }
+        }
+        while let Some(r) = pending.join_next().await {
+            check(r)?;
+        }
+        for chunk in placements {
             let a = self.agent.clone();
             pending.spawn_blocking(move || {
                 crate::moves::put_chunk(&a, &chunk).map_err(|e| (chunk.hash.clone(), e))

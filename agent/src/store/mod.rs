@@ -226,6 +226,21 @@ impl Store {
         self.write_chunk(&self.new_chunk_path(hash), compressed)
     }
 
+    /// Stores a compressed chunk the caller has just verified (with [`verify`]). Idempotent.
+    pub fn put_verified(&self, hash: &str, compressed: &[u8]) -> Result<()> {
+        if !valid_hash(hash) {
+            return Err(StoreError::Corrupt {
+                hash: hash.chars().take(80).collect(),
+                reason: "not a BLAKE3 hex hash".into(),
+            });
+        }
+        if self.has(hash) {
+            self.touch(hash);
+            return Ok(());
+        }
+        self.write_chunk(&self.new_chunk_path(hash), compressed)
+    }
+
     /// Stores raw data as a chunk; returns its reference and whether it was new.
     pub fn put(&self, data: &[u8]) -> Result<(ChunkRef, bool)> {
         let h = hash(data);
@@ -348,7 +363,7 @@ impl Store {
     }
 
     /// The content of a chunk, decompressed but not hashed (its size is still checked).
-    fn read_unverified(&self, r: &ChunkRef) -> Result<Vec<u8>> {
+    pub fn read_unverified(&self, r: &ChunkRef) -> Result<Vec<u8>> {
         let data = zstd::bulk::decompress(&self.read_compressed_raw(r)?, r.size as usize).map_err(
             |e| StoreError::Corrupt {
                 hash: r.hash.clone(),
@@ -401,6 +416,16 @@ impl Store {
         dir: &Path,
         mut on_chunk: impl FnMut(&ChunkRef, bool),
     ) -> Result<Vec<FileEntry>> {
+        self.ingest_dir_placed(dir, |_, _, r, new| on_chunk(r, new))
+    }
+
+    /// Like [`Store::ingest_dir`], and `on_chunk` also sees where each chunk is: its file
+    /// (relative to `dir`) and offset in it.
+    pub fn ingest_dir_placed(
+        &self,
+        dir: &Path,
+        mut on_chunk: impl FnMut(&str, u64, &ChunkRef, bool),
+    ) -> Result<Vec<FileEntry>> {
         let mut files = Vec::new();
         for path in walk(dir)? {
             let rel = path
@@ -419,8 +444,8 @@ impl Store {
             let bounds = chunk_boundaries(&data);
             let mut chunks = Vec::with_capacity(bounds.len());
             for window in bounds.chunks(INGEST_WINDOW) {
-                for (r, new) in self.put_all(&data, window)? {
-                    on_chunk(&r, new);
+                for ((start, _), (r, new)) in window.iter().zip(self.put_all(&data, window)?) {
+                    on_chunk(&rel, *start as u64, &r, new);
                     chunks.push(r);
                 }
             }

@@ -173,10 +173,10 @@ struct Profile {
     dump: Option<f64>,
     /// Source: "streaming the checkpoint" → "sent N of M chunks": cutting, hashing, compressing
     /// and storing the images' chunks while the missing ones stream to the target (which
-    /// verifies and stores each), and committing the manifest.
+    /// verifies and stores each).
     stream: Option<f64>,
-    /// Target: "committing manifests" → "restoring with CRIU": commit, unpack the bundle layer
-    /// and write the checkpoint out of the store (materialize), network set-up.
+    /// Target: its materialize event → "restoring with CRIU": write whatever of the checkpoint
+    /// did not arrive in place, unpack the bundle layer, network set-up.
     target_materialize: Option<f64>,
     /// Target: "restoring with CRIU" → "running".
     target_restore: Option<f64>,
@@ -184,8 +184,8 @@ struct Profile {
     criu_restore: Option<f64>,
     /// Bytes the pre-seed sent (the bundle layer), part of the first move's `bytes_sent`.
     layer_bytes: Option<u64>,
-    /// Source: "sent N of M chunks" → target "committing manifests": the Receive call reaching
-    /// it.
+    /// Source: "sent N of M chunks" → the target's materialize event: the Receive call
+    /// reaching it.
     handoff: Option<f64>,
 }
 
@@ -465,20 +465,20 @@ impl Profile {
         };
         let freeze = at(src, "freezing the container");
         let dumped = at(src, "streaming the checkpoint to");
-        // stream_checkpoint's last line: "sent N of M chunks, B bytes compressed".
+        // Both the pre-seed of the bundle layer and the checkpoint's transfer end with "sent N
+        // of M chunks, B bytes compressed": the first such line is the layer's, the first
+        // after the dump the checkpoint's.
+        let is_sent = |l: &&str| l.contains("sent ") && l.contains(" of ") && l.contains(" chunks, ");
+        let layer_bytes = src.lines().find(is_sent).and_then(|l| {
+            let (_, rest) = l.split_once(" chunks, ")?;
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        });
         let sent = src
             .lines()
-            .find(|l| l.contains("sent ") && l.contains(" of ") && l.contains(" chunks, "))
+            .skip_while(|l| !l.contains("streaming the checkpoint to"))
+            .find(is_sent)
             .and_then(|l| Some((log_time(l)?, l.to_string())));
-        // The pre-seed of the bundle layer: "sent N chunks, B bytes compressed (...)".
-        let layer_bytes = src
-            .lines()
-            .find(|l| l.contains("sent ") && l.contains(" chunks, ") && !l.contains(" of "))
-            .and_then(|l| {
-                let (_, rest) = l.split_once(" chunks, ")?;
-                rest.split_whitespace().next()?.parse::<u64>().ok()
-            });
-        let verify = at(dst, "committing manifests");
+        let verify = at(dst, "phase=\"materialize\"");
         let restoring = at(dst, "restoring with CRIU");
         let running = at(dst, "phase=\"running\"");
         let commit = at(src, "removing the source copy");
@@ -782,7 +782,7 @@ const OURS_ONLY: [(&str, OursReader); 19] = [
     ("log: sent -> target starts receive (ms)", |o| {
         o.profile.handoff
     }),
-    ("log: target commit + materialize (ms)", |o| {
+    ("log: target materialize (ms)", |o| {
         o.profile.target_materialize
     }),
     ("log: target restore (ms)", |o| o.profile.target_restore),

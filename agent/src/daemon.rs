@@ -198,6 +198,14 @@ impl Agent {
         })
     }
 
+    /// Whether an operation holds container `id` now.
+    pub fn is_busy(&self, id: &str) -> bool {
+        self.busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
     /// The catalog record, or NOT_FOUND.
     pub fn record(&self, id: &str) -> Result<ContainerRecord> {
         runtime::id::validate_id(id).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
@@ -433,12 +441,7 @@ impl Agent {
         let Ok(Some(mut rec)) = self.catalog.container(id) else {
             return false;
         };
-        if self
-            .busy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(id)
-        {
+        if self.is_busy(id) {
             return true;
         }
         let alive = self.live(id).is_some_and(|c| c.init_alive());

@@ -765,7 +765,10 @@ pub fn scheduler(agent: Arc<Agent>) {
                 continue;
             };
             for mut s in schedules {
+                // Due, and neither backing up nor held by another operation (a move, a
+                // checkpoint): a busy container's run waits until it is free.
                 if s.next_run_unix > now
+                    || agent.is_busy(&s.container_id)
                     || running
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

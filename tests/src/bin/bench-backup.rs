@@ -817,10 +817,9 @@ impl Report<'_> {
         println!("notes: \"frozen, CRIU log\" is measured the same way for both, from dump.log's \"freezing cgroup\"");
         println!("  to \"Unfreezing tasks\"; ours' frozen_ms runs from CRIU's pre-dump notification until the dump");
         println!("  returns, runc reports none (its checkpoint wall time stands in, start-up included). Ours' sent");
-        println!("  bytes of backup 1 include the bundle layer; the runc archive carries no bundle. added_bytes");
-        println!("  counts only the checkpoint's new chunks; \"chunk files grew\" measures the store, new bundle");
-        println!("  layer chunks included. Ratios are of the medians; (paired) is the median of the ratios of the");
-        println!("  same backup in the same run.");
+        println!("  and stored bytes of backup 1 include the bundle layer; the runc archive carries no bundle.");
+        println!("  \"chunk files grew\" measures the stores themselves. Ratios are of the medians; (paired) is");
+        println!("  the median of the ratios of the same backup in the same run.");
     }
 
     fn json(&self) -> Value {

@@ -15,6 +15,13 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 
+/// The tests of this file run one at a time: the freeze-gap test measures scheduling from
+/// inside a container, and the others' CRIU dumps on the same 2 vCPUs would add to it.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Longest pause the ticker may see beyond the reported freeze: it sleeps 1 ms per tick and
 /// shares two vCPUs with CRIU and the agent storing chunks right after the thaw.
 const SCHEDULING_SLACK_MS: u64 = 200;
@@ -159,6 +166,7 @@ fn succeeded_backups(agent: &TestAgent, id: &str) -> usize {
 #[test]
 fn scheduled_backups_keep_the_container_running_and_retention_keeps_the_policy() {
     migrate_tests::prereq::require_criu();
+    let _serial = serial();
     let agent = TestAgent::start("host1", "");
     let b = ticking_bundle(16);
     run(&agent, "web", &b, None);
@@ -255,6 +263,7 @@ fn scheduled_backups_keep_the_container_running_and_retention_keeps_the_policy()
 #[test]
 fn an_idle_containers_next_backup_adds_under_a_tenth() {
     migrate_tests::prereq::require_criu();
+    let _serial = serial();
     let agent = TestAgent::start("host1", "");
     let b = ticking_bundle(64);
     run(&agent, "db", &b, None);
@@ -303,6 +312,7 @@ fn an_idle_containers_next_backup_adds_under_a_tenth() {
 #[test]
 fn a_corrupt_chunk_is_found_and_its_backup_refuses_to_restore() {
     migrate_tests::prereq::require_criu();
+    let _serial = serial();
     let agent = TestAgent::start("host1", "");
     let b = ticking_bundle(16);
     run(&agent, "web", &b, None);
@@ -371,6 +381,7 @@ fn a_corrupt_chunk_is_found_and_its_backup_refuses_to_restore() {
 #[test]
 fn an_agent_killed_mid_backup_leaves_no_backup_and_no_frozen_container() {
     migrate_tests::prereq::require_criu();
+    let _serial = serial();
     let mut agent = TestAgent::start("host1", "");
     let b = ticking_bundle(16);
     run(&agent, "web", &b, None);
@@ -438,6 +449,7 @@ fn an_agent_killed_mid_backup_leaves_no_backup_and_no_frozen_container() {
 #[test]
 fn a_replicated_backup_restores_on_the_peer_with_the_source_host_down() {
     migrate_tests::prereq::require_criu();
+    let _serial = serial();
     let mut hosts = TwoHosts::start();
     let b = TestBundle::busybox(&[
         "sh",
@@ -556,6 +568,7 @@ fn a_replicated_backup_restores_on_the_peer_with_the_source_host_down() {
 #[test]
 fn a_run_missed_while_the_agent_was_down_runs_once_on_start() {
     migrate_tests::prereq::require_criu();
+    let _serial = serial();
     let mut agent = TestAgent::start("host1", "");
     let b = ticking_bundle(8);
     run(&agent, "web", &b, None);

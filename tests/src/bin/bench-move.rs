@@ -468,7 +468,8 @@ impl Profile {
         // Both the pre-seed of the bundle layer and the checkpoint's transfer end with "sent N
         // of M chunks, B bytes compressed": the first such line is the layer's, the first
         // after the dump the checkpoint's.
-        let is_sent = |l: &&str| l.contains("sent ") && l.contains(" of ") && l.contains(" chunks, ");
+        let is_sent =
+            |l: &&str| l.contains("sent ") && l.contains(" of ") && l.contains(" chunks, ");
         let layer_bytes = src.lines().find(is_sent).and_then(|l| {
             let (_, rest) = l.split_once(" chunks, ")?;
             rest.split_whitespace().next()?.parse::<u64>().ok()

@@ -1,0 +1,311 @@
+//! `migrate-runc`, the runc-compatible command line, on real containers: the lifecycle with
+//! runc's commands and flags, the OCI state document, exit codes and error output as runc
+//! writes them, and checkpoint/restore with runc's flags.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use migrate_tests::rt::wait_for;
+use migrate_tests::TestBundle;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A state root of its own, emptied (containers deleted) when dropped.
+struct Runc {
+    root: tempfile::TempDir,
+}
+
+impl Runc {
+    fn new() -> Runc {
+        migrate_tests::prereq::require_runtime();
+        Runc {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(migrate_tests::agent::binary("migrate-runc"));
+        c.arg("--root").arg(self.root.path()).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        // Containers inherit stdout/stderr: give them /dev/null so `output()` does not wait
+        // for detached containers to close our pipes.
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "migrate-runc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Creates with the container's stdio on /dev/null (a detached container must not hold
+    /// the test's pipes).
+    fn create(&self, id: &str, bundle: &Path, pid_file: &Path) {
+        let status = self
+            .cmd(&[
+                "create",
+                "--bundle",
+                &bundle.display().to_string(),
+                "--pid-file",
+                &pid_file.display().to_string(),
+                id,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "create {id}");
+    }
+
+    /// Runs a command whose containers get pipes for stdio (as conmon gives them), so they can
+    /// be checkpointed: CRIU cannot dump files of the host's mount namespace such as
+    /// /dev/null. Returns the pipes, which must outlive the container.
+    fn with_pipes(&self, args: &[&str]) -> Vec<Box<dyn std::any::Any>> {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pipes: Vec<Box<dyn std::any::Any>> = vec![
+            Box::new(child.stdin.take()),
+            Box::new(child.stdout.take()),
+            Box::new(child.stderr.take()),
+        ];
+        assert!(child.wait().unwrap().success(), "migrate-runc {args:?}");
+        pipes
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+}
+
+impl Drop for Runc {
+    fn drop(&mut self) {
+        if let Ok(rt) = runtime::Runtime::new(self.root.path()) {
+            for c in rt.list().unwrap_or_default() {
+                let _ = c.delete(true);
+            }
+        }
+    }
+}
+
+/// A busybox bundle whose container gets a cgroup of its own at the top (`linux.cgroupsPath`),
+/// which deleting the container removes: nothing is left under the runtime's default parent.
+fn bundle(args: &[&str]) -> TestBundle {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut b = TestBundle::busybox(args);
+    b.edit(|spec| {
+        spec["linux"]["cgroupsPath"] =
+            Value::from(format!("/migrate-runc-test-{}-{n}", std::process::id()));
+    });
+    b.write();
+    b
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn lifecycle_with_runc_commands_state_and_exit_codes() {
+    let runc = Runc::new();
+    let b = bundle(&["sh", "-c", "echo started > /tmp/s; exec sleep 1000"]);
+    let pid_file = runc.root.path().join("c1.pid");
+    runc.create("c1", b.path(), &pid_file);
+
+    let s = runc.state("c1");
+    assert_eq!(s["status"], "created", "{s}");
+    assert_eq!(s["id"], "c1");
+    assert_eq!(s["ociVersion"], "1.2.0");
+    assert_eq!(s["bundle"], path(b.path()).as_str());
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(s["pid"], pid);
+
+    runc.ok(&["start", "c1"]);
+    assert_eq!(runc.state("c1")["status"], "running");
+    // Starting twice is an error, as with runc.
+    let out = runc.run(&["start", "c1"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let listed: Vec<Value> = serde_json::from_str(&runc.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], "c1");
+    assert_eq!(runc.ok(&["list", "-q"]), "c1\n");
+    let pids: Vec<i64> = serde_json::from_str(&runc.ok(&["ps", "--format", "json", "c1"])).unwrap();
+    assert!(pids.contains(&pid), "{pids:?}");
+
+    // exec: exit code and output come through.
+    let out = runc.run(&["exec", "c1", "sh", "-c", "cat /tmp/s; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "started\n");
+    let process = runc.root.path().join("process.json");
+    std::fs::write(
+        &process,
+        r#"{"args": ["sh", "-c", "echo $GREETING"], "env": ["GREETING=hi"], "cwd": "/"}"#,
+    )
+    .unwrap();
+    let out = runc.run(&["exec", "--process", &path(&process), "c1"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "{out:?}");
+
+    runc.ok(&["pause", "c1"]);
+    assert_eq!(runc.state("c1")["status"], "paused");
+    runc.ok(&["resume", "c1"]);
+    assert_eq!(runc.state("c1")["status"], "running");
+
+    // Deleting a running container needs --force.
+    let out = runc.run(&["delete", "c1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("level=error"),
+        "{out:?}"
+    );
+    runc.ok(&["kill", "c1", "KILL"]);
+    wait_for("c1 to stop", T, || {
+        (runc.state("c1")["status"] == "stopped").then_some(())
+    });
+    runc.ok(&["delete", "c1"]);
+
+    // A missing container: runc's message, exit 1, text or JSON on stderr.
+    let out = runc.run(&["state", "c1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("time=\"") && err.contains("level=error msg=\"container does not exist\""),
+        "{err}"
+    );
+    let out = runc.run(&["--log-format", "json", "kill", "c1"]);
+    let e: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(e["level"], "error");
+    assert_eq!(e["msg"], "container does not exist");
+    // Usage errors exit 2; a terminal is refused clearly.
+    assert_eq!(runc.run(&["start"]).status.code(), Some(2));
+    let out = runc.run(&[
+        "create",
+        "--bundle",
+        &path(b.path()),
+        "--console-socket",
+        "/nonexistent.sock",
+        "c2",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("terminal"));
+    // delete --force of something that is not there succeeds, as with runc.
+    runc.ok(&["delete", "--force", "c2"]);
+}
+
+#[test]
+fn run_in_the_foreground_exits_with_the_container_code() {
+    let runc = Runc::new();
+    let b = bundle(&["sh", "-c", "echo out; exit 7"]);
+    let out = runc.run(&["run", "--bundle", &path(b.path()), "fg"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    // And it is gone afterwards.
+    assert_eq!(runc.ok(&["list", "-q"]), "");
+}
+
+#[test]
+fn spec_and_features() {
+    let runc = Runc::new();
+    let dir = tempfile::tempdir().unwrap();
+    runc.ok(&["spec", "--bundle", &path(dir.path())]);
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["root"]["path"], "rootfs");
+    // Not twice.
+    assert_eq!(
+        runc.run(&["spec", "--bundle", &path(dir.path())])
+            .status
+            .code(),
+        Some(1)
+    );
+    let f: Value = serde_json::from_str(&runc.ok(&["features"])).unwrap();
+    assert_eq!(f["ociVersionMax"], "1.2.0");
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("pid")));
+}
+
+#[test]
+fn checkpoint_and_restore_with_runc_flags_keep_a_counter() {
+    migrate_tests::prereq::require_criu();
+    let runc = Runc::new();
+    let b = bundle(&[
+        "sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; usleep 20000; done",
+    ]);
+    let pid_file = runc.root.path().join("pid");
+    let _stdio = runc.with_pipes(&["create", "--bundle", &path(b.path()), "ck"]);
+    runc.ok(&["start", "ck"]);
+    let count = || -> u64 {
+        let out = runc.run(&["exec", "ck", "cat", "/tmp/n"]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    wait_for("the counter", T, || (count() > 5).then_some(()));
+    let images: PathBuf = runc.root.path().join("images");
+    let work = runc.root.path().join("work");
+    runc.ok(&[
+        "checkpoint",
+        "--image-path",
+        &path(&images),
+        "--work-path",
+        &path(&work),
+        "--manage-cgroups-mode",
+        "soft",
+        "ck",
+    ]);
+    assert!(work.join("dump.log").is_file());
+    // The checkpointed container is gone, as with runc.
+    assert_eq!(runc.run(&["state", "ck"]).status.code(), Some(1));
+    let _restored_stdio = runc.with_pipes(&[
+        "restore",
+        "--image-path",
+        &path(&images),
+        "--bundle",
+        &path(b.path()),
+        "--detach",
+        "--pid-file",
+        &path(&pid_file),
+        "ck",
+    ]);
+    assert_eq!(runc.state("ck")["status"], "running");
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(runc.state("ck")["pid"], pid);
+    let after_restore = count();
+    assert!(after_restore > 5, "the counter restarted: {after_restore}");
+    wait_for("the counter to go on", T, || {
+        (count() > after_restore).then_some(())
+    });
+    runc.ok(&["delete", "--force", "ck"]);
+}

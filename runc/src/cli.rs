@@ -106,21 +106,10 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    pub id: String,
-    #[arg(short, long, default_value = ".")]
-    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub create: CreateArgs,
     #[arg(short, long)]
     pub detach: bool,
-    #[arg(long)]
-    pub pid_file: Option<PathBuf>,
-    #[arg(long)]
-    pub console_socket: Option<PathBuf>,
-    /// Accepted for compatibility.
-    #[arg(long)]
-    pub no_pivot: bool,
-    /// Accepted for compatibility.
-    #[arg(long)]
-    pub no_new_keyring: bool,
 }
 
 #[derive(Debug, Args)]

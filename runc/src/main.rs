@@ -16,7 +16,7 @@ use clap::Parser;
 use nix::sys::signal::Signal;
 use runtime::{CheckpointOpts, CreateOpts, ExecOpts, RestoreOpts, Runtime, Status, Stdio};
 
-use cli::{Cli, Command, LogFormat};
+use cli::{Cli, Command, LogFormat, RunArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -135,7 +135,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 s => return Err(format!("cannot start an already running container ({s})")),
             }
         }
-        Command::Run(a) => {
+        Command::Run(RunArgs { create: a, detach }) => {
             refuse_terminal(&a.console_socket, false)?;
             let opts = CreateOpts {
                 stdio: inherited_stdio()?,
@@ -144,7 +144,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let (c, _) = rt.create(&a.id, &a.bundle, opts).map_err(err)?;
             write_pid_file(&a.pid_file, c.pid())?;
             c.start().map_err(err)?;
-            if !a.detach {
+            if !detach {
                 let code = c.wait().map_err(err)?;
                 c.delete(true).map_err(err)?;
                 return Ok(ExitCode::from(code.clamp(0, 255) as u8));

@@ -108,6 +108,12 @@ impl Peer for PeerApi {
         // Placements without data name chunks that may still be on their way: they wait
         // until every chunk of the stream is stored.
         let mut placements = Vec::new();
+        let put = |pending: &mut tokio::task::JoinSet<_>, chunk: ChunkUpload| {
+            let a = self.agent.clone();
+            pending.spawn_blocking(move || {
+                crate::moves::put_chunk(&a, &chunk).map_err(|e| (chunk.hash.clone(), e))
+            });
+        };
         while let Some(chunk) = stream.message().await? {
             if chunk.data.is_empty() {
                 placements.push(chunk);
@@ -115,10 +121,7 @@ impl Peer for PeerApi {
             }
             bytes += chunk.data.len() as u64;
             chunks += 1;
-            let a = self.agent.clone();
-            pending.spawn_blocking(move || {
-                crate::moves::put_chunk(&a, &chunk).map_err(|e| (chunk.hash.clone(), e))
-            });
+            put(&mut pending, chunk);
             while pending.len() >= limit {
                 check(pending.join_next().await.expect("pending is not empty"))?;
             }
@@ -127,10 +130,7 @@ impl Peer for PeerApi {
             check(r)?;
         }
         for chunk in placements {
-            let a = self.agent.clone();
-            pending.spawn_blocking(move || {
-                crate::moves::put_chunk(&a, &chunk).map_err(|e| (chunk.hash.clone(), e))
-            });
+            put(&mut pending, chunk);
             while pending.len() >= limit {
                 check(pending.join_next().await.expect("pending is not empty"))?;
             }

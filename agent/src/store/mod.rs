@@ -212,18 +212,10 @@ impl Store {
 
     /// Stores a compressed chunk after verifying it against its hash and size. Idempotent.
     pub fn put_compressed(&self, hash: &str, size: u64, compressed: &[u8]) -> Result<()> {
-        if !valid_hash(hash) {
-            return Err(StoreError::Corrupt {
-                hash: hash.chars().take(80).collect(),
-                reason: "not a BLAKE3 hex hash".into(),
-            });
+        if valid_hash(hash) && !self.has(hash) {
+            verify(hash, size, compressed)?;
         }
-        if self.has(hash) {
-            self.touch(hash);
-            return Ok(());
-        }
-        verify(hash, size, compressed)?;
-        self.write_chunk(&self.new_chunk_path(hash), compressed)
+        self.put_verified(hash, compressed)
     }
 
     /// Stores a compressed chunk the caller has just verified (with [`verify`]). Idempotent.

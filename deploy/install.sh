@@ -34,8 +34,10 @@ CRIU_MIN=4.1
 PIPE_MAX_MIN=4194304
 CRIU_SRC_SUITES=${CRIU_SRC_SUITES:-"sid trixie"}
 
+# podman: the runc-compatible CLI (migrate-runc) is tested under it.
 PACKAGES=(build-essential pkg-config iptables iproute2 busybox-static runc tar gzip
-          zstd util-linux procps psmisc libc6-dev git ca-certificates curl protobuf-compiler)
+          zstd util-linux procps psmisc libc6-dev git ca-certificates curl protobuf-compiler
+          podman)
 CRIU_BUILD_DEPS=(build-essential libbsd-dev libcap-dev libgnutls28-dev libnet1-dev
                  libnftables-dev libnl-3-dev libprotobuf-c-dev libprotobuf-dev pkgconf
                  protobuf-c-compiler protobuf-compiler python3-protobuf uuid-dev

@@ -14,7 +14,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nix::sys::signal::Signal;
-use runtime::{CheckpointOpts, CreateOpts, ExecOpts, RestoreOpts, Runtime, Status, Stdio};
+use runtime::{
+    CheckpointOpts, CreateOpts, ExecOpts, RestoreOpts, RootfsMode, Runtime, Status, Stdio,
+};
 
 use cli::{Cli, Command, LogFormat, RunArgs};
 
@@ -54,18 +56,42 @@ fn report(cli: &Cli, msg: &str) {
 
 type Result<T> = std::result::Result<T, String>;
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+/// An error with its causes, on one line.
+fn err(e: impl std::error::Error) -> String {
+    runtime::error::chain(&e)
 }
 
-/// The caller's own stdio, handed to the container (as runc does without a terminal).
+/// The caller's own stdio, handed to the container (as runc does without a terminal). A
+/// stdin that is a file of the host (conmon gives `/dev/null`) becomes an empty pipe, which
+/// reads the same (end of file at once) and, unlike a host file, can be checkpointed.
 fn inherited_stdio() -> Result<Stdio> {
     let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(err);
+    let stdin = std::io::stdin();
+    let tty = nix::unistd::isatty(stdin.as_fd()).unwrap_or(false);
+    let host_file = !tty
+        && nix::sys::stat::fstat(stdin.as_fd()).is_ok_and(|st| {
+            let kind = st.st_mode & libc_mode::S_IFMT;
+            kind == libc_mode::S_IFCHR || kind == libc_mode::S_IFREG
+        });
+    let stdin = if host_file {
+        let (read, write) = nix::unistd::pipe().map_err(err)?;
+        drop(write);
+        read
+    } else {
+        dup(stdin.as_fd())?
+    };
     Ok(Stdio::Fds {
-        stdin: dup(std::io::stdin().as_fd())?,
+        stdin,
         stdout: dup(std::io::stdout().as_fd())?,
         stderr: dup(std::io::stderr().as_fd())?,
     })
+}
+
+/// File type bits of `st_mode`.
+mod libc_mode {
+    pub const S_IFMT: u32 = 0o170000;
+    pub const S_IFCHR: u32 = 0o020000;
+    pub const S_IFREG: u32 = 0o100000;
 }
 
 fn write_pid_file(path: &Option<PathBuf>, pid: i32) -> Result<()> {
@@ -117,6 +143,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             refuse_terminal(&a.console_socket, false)?;
             let opts = CreateOpts {
                 stdio: inherited_stdio()?,
+                // The bundle's rootfs in place, as runc uses it (the caller prepared it).
+                rootfs: RootfsMode::Plain,
                 ..Default::default()
             };
             let (c, _) = rt.create(&a.id, &a.bundle, opts).map_err(|e| match e {
@@ -139,6 +167,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             refuse_terminal(&a.console_socket, false)?;
             let opts = CreateOpts {
                 stdio: inherited_stdio()?,
+                // The bundle's rootfs in place, as runc uses it (the caller prepared it).
+                rootfs: RootfsMode::Plain,
                 ..Default::default()
             };
             let (c, _) = rt.create(&a.id, &a.bundle, opts).map_err(err)?;

@@ -31,7 +31,8 @@ const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
     ("/dev/tty", 5, 0),
 ];
 
-/// Sets up the whole root filesystem and pivots into it. Called with cwd anywhere.
+/// Sets up the root filesystem and pivots into it (then [`finalize`]). Called with cwd
+/// anywhere.
 pub fn setup(spec: &Spec, plan: &RootfsPlan, cgroup_v2: bool) -> Result<(), StepError> {
     let root = &plan.mountpoint;
     step(
@@ -98,7 +99,13 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan, cgroup_v2: bool) -> Result<(), Step
             ),
         )?;
     }
-    pivot(root)?;
+    pivot(root)
+}
+
+/// After the spec's sysctls are written (they need a writable `/proc/sys`): masks and
+/// read-only paths, and a read-only root if the spec asks, as runc orders them.
+pub fn finalize(spec: &Spec) -> Result<(), StepError> {
+    let linux = spec.linux().as_ref();
     for path in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()

@@ -36,3 +36,11 @@ fn nix_is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Fails unless Podman is installed.
+pub fn require_podman() {
+    require_criu();
+    if !Path::new("/usr/bin/podman").exists() {
+        panic!("podman is missing; run `{SETUP}`");
+    }
+}

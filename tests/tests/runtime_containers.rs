@@ -125,6 +125,19 @@ fn masked_and_read_only_paths() {
 }
 
 #[test]
+fn sysctls_are_set_before_proc_sys_turns_read_only() {
+    let t = TestRuntime::new();
+    // As Podman's specs do: a network sysctl, with /proc/sys among the read-only paths.
+    let mut b = TestBundle::busybox(&["cat", "/proc/sys/net/ipv4/ping_group_range"]);
+    b.edit(|spec| {
+        spec["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ping_group_range": "0 0"});
+    });
+    let (code, out, err) = run_to_end(&t, "sysctl", &b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["0", "0"]);
+}
+
+#[test]
 fn capabilities_are_dropped_as_specified() {
     let t = TestRuntime::new();
     let mut b = TestBundle::busybox(&[

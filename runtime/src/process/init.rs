@@ -163,6 +163,7 @@ fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepErr
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
         step(format!("set sysctl {key}"), fs::write(&path, value))?;
     }
+    rootfs::finalize(spec)?;
     let process = spec
         .process()
         .as_ref()

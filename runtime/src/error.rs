@@ -39,6 +39,9 @@ pub enum Error {
     /// The container's init process reported an error while setting itself up.
     #[error("container init failed at {step}: {message}")]
     Init { step: String, message: String },
+    /// An OCI hook failed.
+    #[error("hook {hook} failed: {message}")]
+    Hook { hook: String, message: String },
     /// A cgroup operation failed.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),

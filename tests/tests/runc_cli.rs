@@ -243,6 +243,10 @@ fn spec_and_features() {
     );
     let f: Value = serde_json::from_str(&runc.ok(&["features"])).unwrap();
     assert_eq!(f["ociVersionMax"], "1.2.0");
+    assert!(f["hooks"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("startContainer")));
     assert!(f["linux"]["namespaces"]
         .as_array()
         .unwrap()
@@ -308,4 +312,83 @@ fn checkpoint_and_restore_with_runc_flags_keep_a_counter() {
         (count() > after_restore).then_some(())
     });
     runc.ok(&["delete", "--force", "ck"]);
+}
+
+/// A hook running `sh -c SCRIPT`, with the state on its stdin.
+fn sh_hook(script: &str) -> Value {
+    serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script]})
+}
+
+#[test]
+fn hooks_run_in_order_with_the_state_and_a_failing_one_stops_the_container() {
+    let runc = Runc::new();
+    let out = tempfile::tempdir().unwrap();
+    let o = path(out.path());
+    let mut b = bundle(&["sh", "-c", "exec sleep 1000"]);
+    b.edit(|spec| {
+        spec["hooks"] = serde_json::json!({
+            "createRuntime": [sh_hook(&format!("cat > {o}/createRuntime.json"))],
+            // In the container's namespaces before pivot_root: host paths still resolve.
+            "createContainer": [sh_hook(&format!("cat > {o}/createContainer.json"))],
+            // In the container, after pivot_root: its own /tmp.
+            "startContainer": [sh_hook("cat > /tmp/startContainer.json")],
+            "poststart": [sh_hook(&format!("cat > {o}/poststart.json"))],
+            "poststop": [sh_hook(&format!("cat > {o}/poststop.json"))],
+        });
+    });
+    let pid_file = runc.root.path().join("pid");
+    runc.create("hk", b.path(), &pid_file);
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(out.path().join(name)).unwrap()).unwrap()
+    };
+    let created = read("createRuntime.json");
+    assert_eq!(created["status"], "creating");
+    assert_eq!(created["id"], "hk");
+    assert_eq!(created["bundle"], path(b.path()).as_str());
+    assert_eq!(read("createContainer.json")["status"], "creating");
+    assert!(!out.path().join("poststart.json").exists());
+
+    runc.ok(&["start", "hk"]);
+    let started = read("poststart.json");
+    assert_eq!(started["status"], "running");
+    assert!(started["pid"].as_i64().unwrap() > 0);
+    let inside = runc.ok(&["exec", "hk", "cat", "/tmp/startContainer.json"]);
+    let inside: Value = serde_json::from_str(&inside).unwrap();
+    assert_eq!(inside["status"], "created");
+
+    runc.ok(&["delete", "--force", "hk"]);
+    assert_eq!(read("poststop.json")["status"], "stopped");
+
+    // A failing createRuntime hook fails create, and nothing is left.
+    let mut bad = bundle(&["sh", "-c", "exec sleep 1000"]);
+    bad.edit(|spec| {
+        spec["hooks"] = serde_json::json!({"createRuntime": [sh_hook("echo refused >&2; exit 3")]});
+    });
+    let out = runc.run(&["create", "--bundle", &path(bad.path()), "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hook createRuntime[0] /bin/sh failed") && err.contains("refused"),
+        "{err}"
+    );
+    assert_eq!(runc.ok(&["list", "-q"]), "");
+    // A hook past its timeout is killed and fails.
+    let mut slow = bundle(&["sh", "-c", "exec sleep 1000"]);
+    slow.edit(|spec| {
+        spec["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    });
+    runc.create("slow", slow.path(), &pid_file);
+    let t0 = std::time::Instant::now();
+    let out = runc.run(&["start", "slow"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("timed out"),
+        "{out:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // ... and the container is stopped.
+    wait_for("the container to stop", T, || {
+        (runc.state("slow")["status"] == "stopped").then_some(())
+    });
+    runc.ok(&["delete", "slow"]);
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources, Spec};
 
-use super::{now_unix, proc_stat, stdio_links, Container, Undo, EXEC_FIFO, SPEC_FILE};
+use super::{hooks, now_unix, proc_stat, stdio_links, Container, Undo, EXEC_FIFO, SPEC_FILE};
 use crate::cgroups::{default_device_rules, Cgroup};
 use crate::error::{Error, Result};
 use crate::factory::Runtime;
@@ -111,6 +111,24 @@ impl Runtime {
         cgroup
             .add_process(pid)
             .map_err(|e| wrap("join cgroup", e.into()))?;
+        // Init's namespaces exist; its root is not set up yet.
+        let creating = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "id": id,
+            "status": "creating",
+            "pid": pid,
+            "bundle": bundle.dir,
+        });
+        for (kind, place) in [
+            ("prestart", hooks::Place::Runtime),
+            ("createRuntime", hooks::Place::Runtime),
+            (
+                "createContainer",
+                hooks::Place::Container { pid, root: false },
+            ),
+        ] {
+            hooks::run(&bundle.spec, kind, &creating, place).map_err(|e| wrap("run hooks", e))?;
+        }
         channel::send(&mut helper.sock, &Message::Go)
             .map_err(|e| wrap("release init", Error::io("write to init of", &dir, e)))?;
         match expect(&mut helper.sock, "init setup").map_err(|e| wrap("set up container", e))? {

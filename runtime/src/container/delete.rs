@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::Container;
+use super::{hooks, Container};
 use crate::error::{Error, Result};
 use crate::state::Status;
 
@@ -48,6 +48,15 @@ impl Container {
             std::thread::sleep(Duration::from_millis(10));
         }
         cgroup.destroy()?;
-        fs::remove_dir_all(&self.dir).map_err(|e| Error::io("remove state directory", &self.dir, e))
+        let spec = self.spec().ok();
+        let mut state = self.oci_state();
+        state["status"] = "stopped".into();
+        fs::remove_dir_all(&self.dir)
+            .map_err(|e| Error::io("remove state directory", &self.dir, e))?;
+        // Poststop hooks cannot undo a deletion: their failures do not fail it (as runc).
+        if let Some(spec) = spec {
+            let _ = hooks::run(&spec, "poststop", &state, hooks::Place::Runtime);
+        }
+        Ok(())
     }
 }

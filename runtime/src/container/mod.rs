@@ -4,6 +4,7 @@ mod checkpoint;
 mod create;
 mod delete;
 mod exec;
+pub mod hooks;
 mod kill;
 mod pause;
 mod restore;

@@ -4,7 +4,9 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::{Container, EXEC_FIFO};
+use nix::sys::signal::Signal;
+
+use super::{hooks, Container, EXEC_FIFO};
 use crate::error::{Error, Result};
 use crate::state::Status;
 
@@ -12,6 +14,17 @@ impl Container {
     /// Lets init exec the spec's process. Fails unless the container is `created`.
     pub fn start(&self) -> Result<()> {
         self.require(&[Status::Created], "start")?;
+        let spec = self.spec()?;
+        // A failing start or poststart hook stops the container, as runc does.
+        let stop_on_error = |e: Error| {
+            let _ = self.kill(Signal::SIGKILL, true);
+            e
+        };
+        let place = hooks::Place::Container {
+            pid: self.state.pid,
+            root: true,
+        };
+        hooks::run(&spec, "startContainer", &self.oci_state(), place).map_err(stop_on_error)?;
         let fifo = self.dir.join(EXEC_FIFO);
         // Non-blocking: if init is gone there is no reader and the open fails with ENXIO
         // instead of hanging.
@@ -29,6 +42,8 @@ impl Container {
             })?;
         file.write_all(&[0])
             .map_err(|e| Error::io("write to", &fifo, e))?;
-        fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))
+        fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))?;
+        hooks::run(&spec, "poststart", &self.oci_state(), hooks::Place::Runtime)
+            .map_err(stop_on_error)
     }
 }

@@ -919,22 +919,11 @@ pub fn restart_from_proto(r: i32) -> Restart {
 
 /// `KILL`, `SIGKILL`, `9` → SIGKILL.
 pub fn parse_signal(s: &str) -> Result<Signal> {
-    let s = s.trim();
-    if s.is_empty() {
+    if s.trim().is_empty() {
         return Ok(Signal::SIGKILL);
     }
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n)
-            .map_err(|_| AgentError::InvalidArgument(format!("unknown signal {s}")));
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<Signal>()
-        .map_err(|_| AgentError::InvalidArgument(format!("unknown signal {s}")))
+    runtime::container::parse_signal(s)
+        .ok_or_else(|| AgentError::InvalidArgument(format!("unknown signal {}", s.trim())))
 }
 
 /// Polls `f` every 20 ms until it is true or `timeout` passes.

@@ -123,17 +123,7 @@ fn load(rt: &Runtime, id: &str) -> Result<runtime::Container> {
 
 /// Parses a signal as runc does: `KILL`, `SIGKILL`, or a number.
 pub fn parse_signal(s: &str) -> Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| format!("invalid signal {s:?}"));
-    }
-    let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") {
-        name
-    } else {
-        format!("SIG{name}")
-    };
-    name.parse::<Signal>()
-        .map_err(|_| format!("invalid signal {s:?}"))
+    runtime::container::parse_signal(s).ok_or_else(|| format!("invalid signal {s:?}"))
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {

@@ -47,3 +47,18 @@ impl Container {
         result
     }
 }
+
+/// A signal by name (`KILL`, `SIGKILL`, any case) or number, as `kill` commands take it.
+pub fn parse_signal(s: &str) -> Option<Signal> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().ok()
+}

@@ -25,6 +25,7 @@ use crate::state::{State, Status};
 pub use checkpoint::{CheckpointMeta, CheckpointOpts, Checkpointed, CHECKPOINT_META, ROOTFS_DIFF};
 pub use create::CreateOpts;
 pub use exec::{ExecOpts, ExecProcess};
+pub use kill::parse_signal;
 pub use restore::{RestoreOpts, Restored};
 
 /// Name of the fifo init blocks on until `start`.

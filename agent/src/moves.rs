@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use proto::v1::peer_client::PeerClient;
 use proto::v1::{
     ChunkUpload, FinishRequest, HaveChunksRequest, MoveReport, MoveStatusRequest, OperationResult,
-    PhaseTime, PreflightRequest, PreflightResponse, ReceiveRequest,
+    PhaseTime, PreflightRequest, PreflightResponse, PutChunksResponse, ReceiveRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -547,13 +547,7 @@ async fn stream_checkpoint(
             })
         })
     };
-    let (up_tx, up_rx) = tokio::sync::mpsc::channel::<ChunkUpload>(8);
-    let mut uploader = client.clone();
-    let upload = tokio::spawn(async move {
-        uploader
-            .put_chunks(tokio_stream::wrappers::ReceiverStream::new(up_rx))
-            .await
-    });
+    let upload = Upload::start(client);
     let corrupt = fault("corrupt-chunk").is_some();
     let mut known = HashSet::new();
     let mut batch: Vec<Placed> = Vec::new();
@@ -578,7 +572,7 @@ async fn stream_checkpoint(
                 op.id(),
                 &std::mem::take(&mut batch),
                 &mut known,
-                &up_tx,
+                &upload.tx,
                 corrupt,
                 counters,
             )
@@ -591,21 +585,12 @@ async fn stream_checkpoint(
             break;
         }
     }
-    drop(up_tx);
+    let sent = upload.finish(to, failed, counters).await;
     let files = producer
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| chain(&e));
-    let sent = upload
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|s| status_err(to, s));
-    if let Some(e) = failed {
-        return Err(sent.err().unwrap_or(e));
-    }
-    let sent = sent?.into_inner();
-    counters.sent += sent.bytes;
-    counters.chunks_sent += sent.chunks;
+    sent?;
     let m = Manifest {
         version: MANIFEST_VERSION,
         id: format!("ckpt-{}-{}", c.id(), uuid::Uuid::new_v4().simple()),
@@ -622,6 +607,48 @@ async fn stream_checkpoint(
         ),
     );
     Ok(m)
+}
+
+/// A `PutChunks` stream to the target, fed through `tx` while the caller goes on.
+struct Upload {
+    tx: tokio::sync::mpsc::Sender<ChunkUpload>,
+    done: tokio::task::JoinHandle<Result<tonic::Response<PutChunksResponse>, tonic::Status>>,
+}
+
+impl Upload {
+    fn start(client: &PeerClient<Channel>) -> Upload {
+        let (tx, rx) = tokio::sync::mpsc::channel::<ChunkUpload>(8);
+        let mut uploader = client.clone();
+        let done = tokio::spawn(async move {
+            uploader
+                .put_chunks(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        });
+        Upload { tx, done }
+    }
+
+    /// Ends the stream and counts what the target took. If the sender `failed`, the target's
+    /// error (which usually explains it) wins over the sender's.
+    async fn finish(
+        self,
+        to: &str,
+        failed: Option<String>,
+        counters: &mut Counters,
+    ) -> Result<PutChunksResponse, String> {
+        drop(self.tx);
+        let sent = self
+            .done
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|s| status_err(to, s));
+        if let Some(e) = failed {
+            return Err(sent.err().unwrap_or(e));
+        }
+        let sent = sent?.into_inner();
+        counters.sent += sent.bytes;
+        counters.chunks_sent += sent.chunks;
+        Ok(sent)
+    }
 }
 
 /// Where and how the checkpoint in `dir` was made.
@@ -783,13 +810,7 @@ pub(crate) async fn send_chunks(
         }
     }
     let mut known = HashSet::new();
-    let (up_tx, up_rx) = tokio::sync::mpsc::channel::<ChunkUpload>(8);
-    let mut uploader = client.clone();
-    let upload = tokio::spawn(async move {
-        uploader
-            .put_chunks(tokio_stream::wrappers::ReceiverStream::new(up_rx))
-            .await
-    });
+    let upload = Upload::start(client);
     let corrupt = fault("corrupt-chunk").is_some();
     let mut failed = None;
     for batch in unique.chunks(HAVE_BATCH) {
@@ -800,7 +821,7 @@ pub(crate) async fn send_chunks(
             op.id(),
             batch,
             &mut known,
-            &up_tx,
+            &upload.tx,
             corrupt,
             counters,
         )
@@ -810,17 +831,7 @@ pub(crate) async fn send_chunks(
             break;
         }
     }
-    drop(up_tx);
-    let sent = upload
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|s| status_err(to, s));
-    if let Some(e) = failed {
-        return Err(sent.err().unwrap_or(e));
-    }
-    let sent = sent?.into_inner();
-    counters.sent += sent.bytes;
-    counters.chunks_sent += sent.chunks;
+    let sent = upload.finish(to, failed, counters).await?;
     op.event(
         "transfer",
         format!(

@@ -513,3 +513,76 @@ fn failed_restore_leaves_nothing_behind() {
         chain(&err)
     );
 }
+
+#[test]
+fn lazy_checkpoint_restores_with_memory_fetched_over_a_socket() {
+    require_criu();
+    let t = TestRuntime::new();
+    let b = TestBundle::busybox(&["/bin/memhog", "64", "/tmp/mem"]);
+    b.add_file(
+        &migrate_tests::bundle::static_program("memhog"),
+        "/bin/memhog",
+    );
+    let (c, _io) = t.run("lazysrc", b.path());
+    let (_, _, sum) = wait_for("memhog to fill and verify", T, || {
+        let s = mem_status(&c);
+        (s.1 >= 2).then_some(s)
+    });
+    let images = tempfile::tempdir_in("/run").unwrap();
+    let (server, client) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let dumper = {
+        let c = c.clone();
+        let dir = images.path().to_path_buf();
+        std::thread::spawn(move || {
+            c.checkpoint_lazy(&dir, CheckpointOpts::default(), server.into(), |_| {
+                ready_tx.send(()).map_err(|e| e.to_string())
+            })
+        })
+    };
+    ready_rx
+        .recv_timeout(T)
+        .expect("the lazy dump never reported its images ready");
+    assert!(
+        images.path().join("runtime.json").is_file(),
+        "runtime.json must be written before the images leave"
+    );
+    let (_, round_at_dump, _) = mem_status(&c);
+    let criu = runtime::criu::Criu::locate().unwrap();
+    let daemon = criu
+        .lazy_pages(images.path(), client.into())
+        .unwrap_or_else(|e| panic!("lazy-pages: {}", chain(&e)));
+    let (r, _io, _) = t
+        .rt
+        .restore(
+            images.path(),
+            "lazydst",
+            RestoreOpts {
+                lazy_pages: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("lazy restore: {}", chain(&e)));
+    daemon
+        .wait()
+        .unwrap_or_else(|e| panic!("lazy-pages daemon: {}", chain(&e)));
+    dumper
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("lazy dump: {}", chain(&e)));
+    let log = fs::read_to_string(images.path().join(runtime::criu::LAZY_PAGES_LOG)).unwrap();
+    assert!(
+        log.lines().filter(|l| l.contains("uffd_copy")).count() > 10,
+        "pages should have arrived through userfaultfd"
+    );
+    let (state, _, after) = wait_for("memhog to re-verify after the lazy restore", T, || {
+        let s = mem_status(&r);
+        (s.0 != "ok" || s.1 >= round_at_dump + 2).then_some(s)
+    });
+    assert_eq!(
+        (state.as_str(), after.as_str()),
+        ("ok", sum.as_str()),
+        "memory changed across the lazy restore"
+    );
+    let _ = c.delete(true);
+}

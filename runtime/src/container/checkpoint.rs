@@ -2,6 +2,7 @@
 //! directory, and write the runtime's own metadata and the rootfs changes beside the images.
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +12,7 @@ use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 use super::{Container, SPEC_FILE};
-use crate::criu::{notify, CgroupMode, Criu, CriuError, DumpRequest};
+use crate::criu::{notify, CgroupMode, Criu, CriuError, DumpRequest, PageServer};
 use crate::error::{Error, Result};
 use crate::state::{write_atomic, State, Status};
 
@@ -109,8 +110,36 @@ impl Container {
         &self,
         dir: &Path,
         opts: CheckpointOpts,
-        mut at_post_dump: impl FnMut(&Path) -> std::result::Result<(), String>,
+        at_post_dump: impl FnMut(&Path) -> std::result::Result<(), String>,
     ) -> Result<Checkpointed> {
+        self.dump(dir, opts, None, at_post_dump)
+    }
+
+    /// Post-copy: checkpoints the container but its private memory, which CRIU serves on
+    /// `page_server` (to a lazy-pages daemon at the other end, see [`Criu::lazy_pages`]).
+    /// `at_ready` runs once the images in `dir` are complete (with `runtime.json`) and pages
+    /// are being served; `Err(reason)` there resumes the container as with
+    /// [`Container::checkpoint_with`]. The call returns when every page has been fetched, or
+    /// fails if the page server's peer went away first; either way the container is then
+    /// resumed with `leave_running` (into its freezer state) or killed.
+    pub fn checkpoint_lazy(
+        &self,
+        dir: &Path,
+        opts: CheckpointOpts,
+        page_server: OwnedFd,
+        at_ready: impl FnMut(&Path) -> std::result::Result<(), String>,
+    ) -> Result<Checkpointed> {
+        self.dump(dir, opts, Some(page_server), at_ready)
+    }
+
+    fn dump(
+        &self,
+        dir: &Path,
+        opts: CheckpointOpts,
+        page_server: Option<OwnedFd>,
+        mut at_ready: impl FnMut(&Path) -> std::result::Result<(), String>,
+    ) -> Result<Checkpointed> {
+        let lazy = page_server.is_some();
         // A paused container can be checkpointed too: CRIU leaves the freezer as it found it,
         // so with `leave_running` it stays frozen afterwards (what a safe move needs).
         self.require(&[Status::Running, Status::Paused], "checkpoint")?;
@@ -160,6 +189,11 @@ impl Container {
                 .collect(),
             external,
             empty_net_ns,
+            lazy_pages: lazy,
+            page_server: page_server.map(|fd| PageServer {
+                fd: Some(fd),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let started = Instant::now();
@@ -179,24 +213,36 @@ impl Container {
             if n.script == notify::script::PRE_DUMP {
                 frozen_at = Some(Instant::now());
             }
-            if n.script != notify::script::POST_DUMP {
+            let ready = if lazy {
+                notify::script::STATUS_READY
+            } else {
+                notify::script::POST_DUMP
+            };
+            if n.script == notify::script::POST_DUMP {
+                // Images are complete and the tree is frozen: save what the runtime needs
+                // beside them (all of it now when the images leave before the dump returns).
+                let mut saved = self.save_rootfs_diff(dir).and_then(|()| {
+                    spec.save(dir.join(SPEC_FILE)).map_err(|e| {
+                        Error::io(
+                            "write",
+                            dir.join(SPEC_FILE),
+                            std::io::Error::other(e.to_string()),
+                        )
+                    })
+                });
+                if lazy && saved.is_ok() {
+                    meta.frozen_ms = frozen_at.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0);
+                    saved = write_meta(dir, &meta);
+                }
+                if let Err(e) = saved {
+                    aborted = Some(e.to_string());
+                    return Err(e.to_string().into());
+                }
+            }
+            if n.script != ready {
                 return Ok(());
             }
-            // Images are complete and the tree is frozen: save what the runtime needs beside them.
-            let saved = self.save_rootfs_diff(dir).and_then(|()| {
-                spec.save(dir.join(SPEC_FILE)).map_err(|e| {
-                    Error::io(
-                        "write",
-                        dir.join(SPEC_FILE),
-                        std::io::Error::other(e.to_string()),
-                    )
-                })
-            });
-            if let Err(e) = saved {
-                aborted = Some(e.to_string());
-                return Err(e.to_string().into());
-            }
-            at_post_dump(dir).map_err(|reason| {
+            at_ready(dir).map_err(|reason| {
                 aborted = Some(reason.clone());
                 reason.into()
             })
@@ -204,15 +250,10 @@ impl Container {
         let frozen = frozen_at.map(|t| t.elapsed()).unwrap_or_default();
         match result {
             Ok(outcome) => {
-                meta.frozen_ms = frozen.as_millis() as u64;
-                let data = serde_json::to_vec_pretty(&meta).map_err(|e| {
-                    Error::io(
-                        "encode",
-                        dir.join(CHECKPOINT_META),
-                        std::io::Error::other(e),
-                    )
-                })?;
-                write_atomic(&dir.join(CHECKPOINT_META), &data)?;
+                if !lazy {
+                    meta.frozen_ms = frozen.as_millis() as u64;
+                    write_meta(dir, &meta)?;
+                }
                 if !opts.leave_running {
                     // CRIU killed the tree; reap init if it is our child.
                     self.try_reap();
@@ -259,6 +300,18 @@ impl Container {
         }
         Ok(())
     }
+}
+
+/// Writes `<dir>/runtime.json`.
+fn write_meta(dir: &Path, meta: &CheckpointMeta) -> Result<()> {
+    let data = serde_json::to_vec_pretty(meta).map_err(|e| {
+        Error::io(
+            "encode",
+            dir.join(CHECKPOINT_META),
+            std::io::Error::other(e),
+        )
+    })?;
+    write_atomic(&dir.join(CHECKPOINT_META), &data)
 }
 
 /// CRIU's key for an external network namespace.

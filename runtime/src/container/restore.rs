@@ -37,6 +37,9 @@ pub struct RestoreOpts {
     /// Restore established TCP connections closed (a backup restored later: their peers have
     /// long moved on).
     pub tcp_close: bool,
+    /// Post-copy: the checkpoint was dumped with lazy pages, and a lazy-pages daemon on the
+    /// same images dir ([`crate::criu::Criu::lazy_pages`]) serves the missing memory.
+    pub lazy_pages: bool,
 }
 
 impl Default for RestoreOpts {
@@ -47,6 +50,7 @@ impl Default for RestoreOpts {
             cgroup_path: None,
             bundle: None,
             tcp_close: false,
+            lazy_pages: false,
         }
     }
 }
@@ -198,6 +202,7 @@ impl Runtime {
             inherit_fds,
             tcp_established: meta.tcp_established,
             tcp_close: opts.tcp_close,
+            lazy_pages: opts.lazy_pages,
             ext_unix_sk: meta.ext_unix_sk,
             file_locks: meta.file_locks,
             empty_net_ns: meta.empty_net_ns,

@@ -60,6 +60,16 @@ pub enum CriuError {
     /// Pre-copy (`PRE_DUMP`) needs soft-dirty memory tracking, which the kernel lacks.
     #[error("pre-copy needs memory dirty tracking (soft-dirty), which this kernel lacks; use stop-and-copy or lazy migration")]
     PreCopyUnsupported,
+    /// The lazy-pages daemon of a post-copy restore failed.
+    #[error("criu lazy-pages {what}{errors}; see {}", log.display())]
+    LazyPages {
+        /// What went wrong ("exited before it was ready (exit status: 1)").
+        what: String,
+        /// `: ` and the `Error` lines of its log, or nothing.
+        errors: String,
+        /// Its log.
+        log: PathBuf,
+    },
     /// The request itself is malformed (caught before CRIU runs).
     #[error("invalid criu request: {0}")]
     InvalidRequest(String),

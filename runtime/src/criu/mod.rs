@@ -27,6 +27,7 @@
 
 mod check;
 mod error;
+mod lazy;
 pub mod notify;
 mod request;
 mod swrk;
@@ -43,6 +44,7 @@ use rust_criu::rust_criu_protobuf::rpc;
 
 pub use check::{CheckReport, FeatureCheck, RpcFeatures, LAZY_PIPE_MAX_SIZE, REPORTED_FEATURES};
 pub use error::{CriuError, CriuFailure, INSTALL_HINT};
+pub use lazy::{LazyPages, LAZY_PAGES_LOG};
 pub use notify::{Notify, NotifyError, NotifyFn};
 pub use request::{
     CgroupMode, DumpRequest, JoinNamespace, NetworkLock, PageServer, RestoreRequest,

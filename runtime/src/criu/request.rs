@@ -92,7 +92,9 @@ pub struct PageServer {
     pub address: Option<String>,
     /// Its TCP port (lazy: the port to listen on).
     pub port: Option<u16>,
-    /// A connected socket to use instead of connecting (non-lazy only); CRIU gets a copy.
+    /// A connected socket to use instead of connecting or listening; CRIU gets a copy. With
+    /// lazy pages CRIU serves pages on it (the peer is the lazy-pages daemon, or a relay to it),
+    /// so no TCP port is opened.
     pub fd: Option<OwnedFd>,
 }
 
@@ -162,6 +164,9 @@ pub struct DumpRequest {
     /// CRIU's log level, 0..=4; [`DEFAULT_LOG_LEVEL`] when `None`.
     pub log_level: Option<u32>,
 }
+
+/// The config file that hands a lazy dump its page-server socket (in the work dir).
+pub(crate) const PS_SOCKET_CONF: &str = "ps-socket.conf";
 
 /// A `RESTORE` request.
 #[derive(Debug, Default)]
@@ -374,23 +379,33 @@ impl DumpRequest {
         if let Some(parent) = &self.parent_img {
             opts.parent_img = Some(path_string(parent, "parent images dir")?);
         }
-        if let Some(ps) = &self.page_server {
-            let mut info = rpc::Criu_page_server_info::new();
-            info.address = ps.address.clone();
-            info.port = ps.port.map(i32::from);
-            if let Some(fd) = &ps.fd {
-                if self.lazy_pages {
-                    return Err(CriuError::InvalidRequest(
-                        "a page-server socket cannot be combined with lazy pages".into(),
-                    ));
-                }
-                info.fd = Some(fds.add(fd.as_fd()));
+        match (&self.page_server, self.lazy_pages) {
+            (Some(PageServer { fd: Some(fd), .. }), true) => {
+                // CRIU reads `ps.fd` only for a non-lazy dump; its lazy page server takes a
+                // pre-connected socket from `--ps-socket`, which a config file can set.
+                let child_fd = fds.add(fd.as_fd());
+                let conf = dirs.log_path(PS_SOCKET_CONF);
+                std::fs::write(&conf, format!("ps-socket {child_fd}\n")).map_err(|e| {
+                    CriuError::InvalidRequest(format!("cannot write {}: {e}", conf.display()))
+                })?;
+                opts.config_file = Some(path_string(&conf, "config file")?);
             }
-            opts.ps = MessageField::some(info);
-        } else if self.lazy_pages {
-            return Err(CriuError::InvalidRequest(
-                "lazy pages need a page server address and port to listen on".into(),
-            ));
+            (Some(ps), _) => {
+                let mut info = rpc::Criu_page_server_info::new();
+                info.address = ps.address.clone();
+                info.port = ps.port.map(i32::from);
+                if let Some(fd) = &ps.fd {
+                    info.fd = Some(fds.add(fd.as_fd()));
+                }
+                opts.ps = MessageField::some(info);
+            }
+            (None, true) => {
+                return Err(CriuError::InvalidRequest(
+                    "lazy pages need a page server: an address and port to listen on, or a socket"
+                        .into(),
+                ));
+            }
+            (None, false) => {}
         }
         Ok(opts)
     }

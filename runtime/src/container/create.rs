@@ -88,7 +88,14 @@ impl Runtime {
             .map_err(|e| wrap("create cgroup", e.into()))?;
         undo.cgroup = Some(cgroup.clone());
 
-        let (fds, stdio) = opts.stdio.into_fds().map_err(|e| wrap("set up stdio", e))?;
+        let (fds, stdio) = opts
+            .stdio
+            .into_helper_stdio()
+            .map_err(|e| wrap("set up stdio", e))?;
+        let plan = InitPlan {
+            console: fds.console.is_some(),
+            ..plan
+        };
         let mut helper =
             spawn_helper(&self.helper, "init", fds).map_err(|e| wrap("start helper", e))?;
         let sent = channel::send(&mut helper.sock, &plan)
@@ -224,6 +231,7 @@ impl Runtime {
             rootfs,
             exec_fifo: fifo,
             cgroup_v2: self.layout.is_v2(),
+            console: false,
         })
     }
 

@@ -2,7 +2,7 @@
 
 use std::process::Child;
 
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{BoxBuilder, Process};
 
 use super::Container;
 use crate::error::{Error, Result};
@@ -19,8 +19,10 @@ pub struct ExecOpts {
     pub env: Vec<String>,
     /// Working directory; defaults to the container process's.
     pub cwd: Option<std::path::PathBuf>,
-    /// The process's stdio.
+    /// The process's stdio; [`Stdio::Terminal`] gives it a pty of the container's.
     pub stdio: Stdio,
+    /// Rows and columns of the terminal, with [`Stdio::Terminal`].
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl ExecOpts {
@@ -31,6 +33,7 @@ impl ExecOpts {
             env: Vec::new(),
             cwd: None,
             stdio: Stdio::Pipes,
+            console_size: None,
         }
     }
 }
@@ -73,13 +76,22 @@ impl Container {
         if let Some(cwd) = opts.cwd {
             process.set_cwd(cwd);
         }
-        process.set_terminal(Some(false));
-        let (fds, stdio) = opts.stdio.into_fds()?;
-        let mut helper = spawn_helper(&self.helper, "exec", fds)?;
+        let terminal = matches!(opts.stdio, Stdio::Terminal { .. });
+        process.set_terminal(Some(terminal));
+        process.set_console_size(opts.console_size.map(|(rows, cols)| {
+            BoxBuilder::default()
+                .height(u64::from(rows))
+                .width(u64::from(cols))
+                .build()
+                .expect("box has every field")
+        }));
+        let (fds, stdio) = opts.stdio.into_helper_stdio()?;
         let plan = ExecPlan {
             init_pid: self.state.pid,
             process,
+            console: fds.console.is_some(),
         };
+        let mut helper = spawn_helper(&self.helper, "exec", fds)?;
         let started = self.start_exec(&mut helper.sock, &plan);
         match started {
             Ok(pid) => Ok((

@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -20,9 +20,13 @@ use super::channel::{self, Message};
 use super::plan::{ExecPlan, InitPlan};
 use crate::rootfs::{self, StepError};
 use crate::syscall::process::{self as sys, ForkResult};
+use crate::syscall::tty;
 
 /// The fd on which the helper finds its socket to the runtime.
 pub const SYNC_FD: i32 = 3;
+
+/// The fd on which the helper finds the console socket, when the process gets a terminal.
+pub const CONSOLE_FD: i32 = 4;
 
 /// Entry point of `migrate-rt-init`. Never returns.
 pub fn main() -> ! {
@@ -60,6 +64,10 @@ fn helper_init(mut sock: UnixStream) -> i32 {
         Ok(plan) => plan,
         Err(e) => return fail(&mut sock, ("read plan".into(), e.to_string())),
     };
+    let console = match console_socket(plan.console) {
+        Ok(console) => console,
+        Err(e) => return fail(&mut sock, e),
+    };
     let namespaces = plan
         .spec
         .linux()
@@ -86,16 +94,25 @@ fn helper_init(mut sock: UnixStream) -> i32 {
     match sys::clone_parent() {
         Err(e) => fail(&mut sock, ("clone init".into(), e.to_string())),
         Ok(ForkResult::Parent(pid)) => {
+            drop(console);
             match channel::send(&mut sock, &Message::Pid(pid.as_raw())) {
                 Ok(()) => 0,
                 Err(_) => 1,
             }
         }
         Ok(ForkResult::Child) => {
-            let err = container_init(&mut sock, &plan);
+            let err = container_init(&mut sock, &plan, console);
             fail(&mut sock, err)
         }
     }
+}
+
+/// The console socket the runtime passed on [`CONSOLE_FD`], when the plan says there is one.
+fn console_socket(wanted: bool) -> Result<Option<OwnedFd>, StepError> {
+    if !wanted {
+        return Ok(None);
+    }
+    step("take console socket", sys::inherited_fd(CONSOLE_FD)).map(Some)
 }
 
 fn join_namespace(path: &Path, flag: CloneFlags) -> Result<(), StepError> {
@@ -105,8 +122,8 @@ fn join_namespace(path: &Path, flag: CloneFlags) -> Result<(), StepError> {
 }
 
 /// Runs as the container's init (PID 1 of its namespace). Returns only on failure.
-fn container_init(sock: &mut UnixStream, plan: &InitPlan) -> StepError {
-    match prepare_init(sock, plan) {
+fn container_init(sock: &mut UnixStream, plan: &InitPlan, console: Option<OwnedFd>) -> StepError {
+    match prepare_init(sock, plan, console) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -114,7 +131,11 @@ fn container_init(sock: &mut UnixStream, plan: &InitPlan) -> StepError {
 
 enum Never {}
 
-fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepError> {
+fn prepare_init(
+    sock: &mut UnixStream,
+    plan: &InitPlan,
+    console: Option<OwnedFd>,
+) -> Result<Never, StepError> {
     match step("wait for cgroup placement", channel::recv::<Message>(sock))? {
         Message::Go => {}
         other => {
@@ -148,7 +169,15 @@ fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepErr
             .custom_flags(libc::O_CLOEXEC)
             .open(&plan.exec_fifo),
     )?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or(("read process".to_string(), "missing".to_string()))?;
     rootfs::setup(spec, &plan.rootfs, plan.cgroup_v2)?;
+    // As runc: once the container's /dev/pts is in place, before the root turns read-only.
+    if let Some(console) = console {
+        setup_terminal(console, process, true)?;
+    }
     if let Some(hostname) = spec.hostname() {
         step("set hostname", nix::unistd::sethostname(hostname))?;
     }
@@ -164,10 +193,6 @@ fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepErr
         step(format!("set sysctl {key}"), fs::write(&path, value))?;
     }
     rootfs::finalize(spec)?;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or(("read process".to_string(), "missing".to_string()))?;
     if let Some(adj) = process.oom_score_adj() {
         step(
             "set oom_score_adj",
@@ -178,6 +203,104 @@ fn prepare_init(sock: &mut UnixStream, plan: &InitPlan) -> Result<Never, StepErr
     step("report ready", channel::send(sock, &Message::Ready))?;
     wait_for_start(fifo)?;
     exec(&exe, process)
+}
+
+/// Gives the calling session leader a terminal, as runc does: a pty from the container's own
+/// devpts (so the slave is the container's), sized as `process.consoleSize` says; with
+/// `mount_console` its slave is also bound on `/dev/console`. The master goes to the console
+/// socket; the slave becomes stdin, stdout, stderr and the controlling terminal, owned by the
+/// process's user (so it can reopen `/dev/tty`).
+fn setup_terminal(
+    console: OwnedFd,
+    process: &Process,
+    mount_console: bool,
+) -> Result<(), StepError> {
+    let pty = step(
+        "allocate pty from /dev/pts/ptmx",
+        tty::open_pty(Path::new("/dev/pts")),
+    )?;
+    if let Some(size) = process.console_size() {
+        if size.height() != 0 && size.width() != 0 {
+            let clamp = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+            step(
+                format!("set console size {}x{}", size.height(), size.width()),
+                tty::set_window_size(
+                    pty.master.as_fd(),
+                    clamp(size.height()),
+                    clamp(size.width()),
+                ),
+            )?;
+        }
+    }
+    if mount_console {
+        mount_console_at(&pty.slave)?;
+    }
+    step(
+        "send pty master to the console socket",
+        tty::send_fd(console.as_fd(), tty::CONSOLE_NAME, pty.master.as_fd()),
+    )?;
+    drop((pty.master, console));
+    let slave = step(
+        format!("open {}", pty.slave.display()),
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&pty.slave),
+    )?;
+    step(
+        format!(
+            "give {} to uid {}",
+            pty.slave.display(),
+            process.user().uid()
+        ),
+        nix::unistd::fchown(
+            &slave,
+            Some(nix::unistd::Uid::from_raw(process.user().uid())),
+            None,
+        ),
+    )?;
+    step("make the pty stdin", nix::unistd::dup2_stdin(&slave))?;
+    step("make the pty stdout", nix::unistd::dup2_stdout(&slave))?;
+    step("make the pty stderr", nix::unistd::dup2_stderr(&slave))?;
+    step(
+        "make the pty the controlling terminal",
+        tty::set_controlling_terminal(std::io::stdin().as_fd()),
+    )
+}
+
+/// Binds the pty slave on `/dev/console` (creating the mount point), as runc does.
+fn mount_console_at(slave: &Path) -> Result<(), StepError> {
+    let name = "mount the pty on /dev/console";
+    match fs::symlink_metadata("/dev/console") {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err((name.into(), "/dev/console is a symbolic link".into()))
+        }
+        Ok(_) => {}
+        // Not opened when it exists: it could be a device node.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            step(
+                name,
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o666)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open("/dev/console"),
+            )?;
+        }
+        Err(e) => return Err((name.into(), e.to_string())),
+    }
+    step(
+        name,
+        nix::mount::mount(
+            Some(slave),
+            "/dev/console",
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+    )
 }
 
 /// Applies everything of `process` that belongs to the new process itself and resolves its
@@ -406,6 +529,10 @@ fn helper_exec(mut sock: UnixStream) -> i32 {
         Ok(plan) => plan,
         Err(e) => return fail(&mut sock, ("read plan".into(), e.to_string())),
     };
+    let console = match console_socket(plan.console) {
+        Ok(console) => console,
+        Err(e) => return fail(&mut sock, e),
+    };
     if let Err(e) = join_container(plan.init_pid) {
         return fail(&mut sock, e);
     }
@@ -419,22 +546,15 @@ fn helper_exec(mut sock: UnixStream) -> i32 {
         Err(e) => fail(&mut sock, ("fork".into(), e.to_string())),
         Ok(ForkResult::Child) => {
             drop((go_w, err_r));
-            let mut go = [0u8; 1];
-            let err = match fs::File::from(go_r).read_exact(&mut go) {
-                Err(e) => ("wait for cgroup placement".to_string(), e.to_string()),
-                Ok(()) => match finish_process(&plan.process) {
-                    Ok(exe) => match exec(&exe, &plan.process) {
-                        Ok(never) => match never {},
-                        Err(e) => e,
-                    },
-                    Err(e) => e,
-                },
+            let err = match exec_child(go_r, &plan.process, console) {
+                Ok(never) => match never {},
+                Err(e) => e,
             };
             let _ = fs::File::from(err_w).write_all(format!("{}\0{}", err.0, err.1).as_bytes());
             127
         }
         Ok(ForkResult::Parent(child)) => {
-            drop((go_r, err_w));
+            drop((go_r, err_w, console));
             let started = relay_start(&mut sock, child.as_raw(), go_w, err_r);
             let code = match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, code)) => code,
@@ -448,6 +568,26 @@ fn helper_exec(mut sock: UnixStream) -> i32 {
             }
         }
     }
+}
+
+/// Child half of exec: waits until it sits in the container's cgroup, takes its terminal if it
+/// gets one (in a session of its own, as runc's exec does), and execs.
+fn exec_child(
+    go: OwnedFd,
+    process: &Process,
+    console: Option<OwnedFd>,
+) -> Result<Never, StepError> {
+    let mut byte = [0u8; 1];
+    step(
+        "wait for cgroup placement",
+        fs::File::from(go).read_exact(&mut byte),
+    )?;
+    if let Some(console) = console {
+        step("setsid", nix::unistd::setsid())?;
+        setup_terminal(console, process, false)?;
+    }
+    let exe = finish_process(process)?;
+    exec(&exe, process)
 }
 
 /// Parent half of exec: PID out, "go" in, then Ready or the child's error out. Returns whether

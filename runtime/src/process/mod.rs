@@ -6,6 +6,12 @@
 //! runtime's caller (`CLONE_PARENT`), reports its PID and exits. The runtime puts that PID in the
 //! container's cgroup and says "go"; init builds the rootfs, drops privileges, reports "ready",
 //! then blocks on the state directory's `exec.fifo` until `start` writes to it, and execs.
+//!
+//! A process that gets a terminal ([`spawn::Stdio::Terminal`]) finds the caller's console
+//! socket on fd 4 of the helper. As with runc, the pty is allocated by the process itself from
+//! the container's `/dev/pts/ptmx` (after `pivot_root` for init, after joining the mount
+//! namespace for `exec`), so the slave belongs to the container's devpts; the master goes over
+//! the socket and the slave becomes stdio and the controlling terminal.
 
 pub mod channel;
 pub mod init;

@@ -20,6 +20,9 @@ pub struct InitPlan {
     pub exec_fifo: PathBuf,
     /// True on a pure cgroup v2 host (decides what a `cgroup` mount becomes).
     pub cgroup_v2: bool,
+    /// The helper holds a console socket on `CONSOLE_FD`: give init a pty and send its master
+    /// there (see [`Stdio::Terminal`](super::spawn::Stdio::Terminal)).
+    pub console: bool,
 }
 
 /// Where the root filesystem comes from and where it is assembled.
@@ -44,4 +47,6 @@ pub struct ExecPlan {
     pub init_pid: i32,
     /// The process to run (args, env, cwd, user, capabilities, ...).
     pub process: Process,
+    /// The helper holds a console socket on `CONSOLE_FD`: give the process a pty.
+    pub console: bool,
 }

@@ -2,6 +2,7 @@
 //! container's stdio, and the stdio plumbing itself.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use nix::fcntl::OFlag;
 
 use super::channel::{self, Message};
-use super::init::SYNC_FD;
+use super::init::{CONSOLE_FD, SYNC_FD};
 use crate::error::{Error, Result};
 use crate::syscall::process::spawn_with_fds;
 
@@ -50,6 +51,7 @@ pub fn locate_helper() -> Result<PathBuf> {
 }
 
 /// The container's standard streams, as given to its process.
+#[derive(Debug)]
 pub enum Stdio {
     /// The runtime makes three pipes and hands back the ends the caller keeps.
     Pipes,
@@ -62,6 +64,16 @@ pub enum Stdio {
         stdout: OwnedFd,
         /// Becomes fd 2.
         stderr: OwnedFd,
+    },
+    /// A pseudo-terminal, as runc makes one for `process.terminal`: it is allocated inside
+    /// the container (from the container's own `/dev/pts`), its slave becomes the process's
+    /// stdin, stdout, stderr and controlling terminal, and its master is sent over
+    /// `console_socket` (a connected unix socket) with `SCM_RIGHTS`, the message being
+    /// [`CONSOLE_NAME`](crate::syscall::tty::CONSOLE_NAME) as with runc. Receive it with
+    /// [`recv_fd`](crate::syscall::tty::recv_fd). For `create` and `exec`.
+    Terminal {
+        /// Where the master goes.
+        console_socket: OwnedFd,
     },
 }
 
@@ -76,15 +88,61 @@ pub struct ContainerStdio {
     pub stderr: Option<OwnedFd>,
 }
 
+/// What the helper is started with: its stdio, and the console socket of a terminal.
+pub struct HelperStdio {
+    /// The helper's fds 0, 1 and 2 (the process's own stdio unless it gets a terminal).
+    pub fds: [OwnedFd; 3],
+    /// The console socket ([`Stdio::Terminal`]), passed to the helper as [`CONSOLE_FD`].
+    pub console: Option<OwnedFd>,
+}
+
 impl Stdio {
-    /// Splits into the three fds for the process and the caller's ends.
+    /// Splits into the three fds for the process and the caller's ends. A terminal cannot be
+    /// split so (only `create` and `exec` make one).
     pub fn into_fds(self) -> Result<([OwnedFd; 3], ContainerStdio)> {
+        if matches!(self, Stdio::Terminal { .. }) {
+            return Err(Error::Init {
+                step: "set up stdio".into(),
+                message: "a terminal is only made by create and exec".into(),
+            });
+        }
+        let (helper, caller) = self.into_helper_stdio()?;
+        Ok((helper.fds, caller))
+    }
+
+    /// Splits into what the helper is started with and the caller's ends.
+    pub fn into_helper_stdio(self) -> Result<(HelperStdio, ContainerStdio)> {
         match self {
+            Stdio::Terminal { console_socket } => {
+                // Until the pty replaces them, the process's stdio read and write nothing.
+                let null = || {
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .custom_flags(libc::O_CLOEXEC)
+                        .open("/dev/null")
+                        .map(OwnedFd::from)
+                        .map_err(|e| Error::io("open", "/dev/null", e))
+                };
+                Ok((
+                    HelperStdio {
+                        fds: [null()?, null()?, null()?],
+                        console: Some(console_socket),
+                    },
+                    ContainerStdio::default(),
+                ))
+            }
             Stdio::Fds {
                 stdin,
                 stdout,
                 stderr,
-            } => Ok(([stdin, stdout, stderr], ContainerStdio::default())),
+            } => Ok((
+                HelperStdio {
+                    fds: [stdin, stdout, stderr],
+                    console: None,
+                },
+                ContainerStdio::default(),
+            )),
             Stdio::Pipes => {
                 let pipe = || {
                     nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -94,7 +152,10 @@ impl Stdio {
                 let (out_r, out_w) = pipe()?;
                 let (err_r, err_w) = pipe()?;
                 Ok((
-                    [in_r, out_w, err_w],
+                    HelperStdio {
+                        fds: [in_r, out_w, err_w],
+                        console: None,
+                    },
                     ContainerStdio {
                         stdin: Some(in_w),
                         stdout: Some(out_r),
@@ -114,21 +175,26 @@ pub struct Helper {
     pub sock: UnixStream,
 }
 
-/// Starts `migrate-rt-init <mode>` with the given stdio and its socket on fd 3.
-pub fn spawn_helper(helper: &Path, mode: &str, stdio: [OwnedFd; 3]) -> Result<Helper> {
+/// Starts `migrate-rt-init <mode>` with the given stdio, its socket on fd 3 and the console
+/// socket, if any, on fd 4.
+pub fn spawn_helper(helper: &Path, mode: &str, stdio: HelperStdio) -> Result<Helper> {
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| Error::io("create socket pair for", helper, e))?;
     ours.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(|e| Error::io("set timeout on socket for", helper, e))?;
-    let [stdin, stdout, stderr] = stdio;
+    let HelperStdio { fds, console } = stdio;
+    let [stdin, stdout, stderr] = fds;
     let mut cmd = Command::new(helper);
     cmd.arg(mode)
         .env_clear()
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr);
-    let child = spawn_with_fds(&mut cmd, &[(theirs.as_raw_fd(), SYNC_FD)])
-        .map_err(|e| Error::io("start helper", helper, e))?;
+    let mut fds = vec![(theirs.as_raw_fd(), SYNC_FD)];
+    if let Some(console) = &console {
+        fds.push((console.as_raw_fd(), CONSOLE_FD));
+    }
+    let child = spawn_with_fds(&mut cmd, &fds).map_err(|e| Error::io("start helper", helper, e))?;
     Ok(Helper { child, sock: ours })
 }
 

@@ -5,3 +5,4 @@
 pub mod criu;
 pub mod process;
 pub mod signals;
+pub mod tty;

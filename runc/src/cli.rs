@@ -94,6 +94,7 @@ pub struct CreateArgs {
     pub bundle: PathBuf,
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
+    /// With `process.terminal`: the unix socket that receives the pty master.
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
     /// Accepted for compatibility.
@@ -121,12 +122,16 @@ pub struct ExecArgs {
     /// An OCI process JSON file.
     #[arg(short, long)]
     pub process: Option<PathBuf>,
+    /// Give the process a terminal (ignored with --process: its `terminal` decides).
     #[arg(short, long)]
     pub tty: bool,
     #[arg(short, long)]
     pub detach: bool,
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
+    /// With --tty and --detach: the unix socket that receives the pty master.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
     #[arg(short, long)]
     pub env: Vec<String>,
     #[arg(long)]
@@ -299,6 +304,20 @@ mod tests {
             Cli::try_parse_from(["migrate-runc", "exec", "c1", "sh", "-c", "echo hi"]).unwrap();
         assert!(
             matches!(cli.command, Command::Exec(ref a) if a.command == ["sh", "-c", "echo hi"])
+        );
+        let cli = Cli::try_parse_from([
+            "migrate-runc",
+            "exec",
+            "-t",
+            "-d",
+            "--console-socket",
+            "/s",
+            "c1",
+            "sh",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Exec(ref a) if a.tty && a.detach && a.console_socket == Some(PathBuf::from("/s")) && a.command == ["sh"])
         );
         assert!(Cli::try_parse_from(["migrate-runc", "list", "--format", "yaml"]).is_err());
         assert!(Cli::try_parse_from(["migrate-runc", "start"]).is_err());

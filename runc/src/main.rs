@@ -6,6 +6,7 @@
 //! with `--log-format json`, and to `--log` too), and the exit code is 1; usage errors exit 2.
 
 mod cli;
+mod console;
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -105,13 +106,34 @@ fn write_pid_file(path: &Option<PathBuf>, pid: i32) -> Result<()> {
     Ok(())
 }
 
-fn refuse_terminal(console_socket: &Option<PathBuf>, tty: bool) -> Result<()> {
-    if console_socket.is_some() || tty {
-        return Err(
-            "terminals (--console-socket, --tty) are not supported by this runtime yet".into(),
-        );
+/// The process's stdio after runc's terminal checks: a terminal (see [`console`]) or the
+/// caller's own stdio; and where a terminal's master goes.
+fn process_stdio(
+    detach: bool,
+    terminal: bool,
+    console_socket: &Option<PathBuf>,
+) -> Result<(Stdio, Option<console::Console>)> {
+    console::check(detach, terminal, console_socket)?;
+    if terminal {
+        let (stdio, console) = console::terminal_stdio(console_socket)?;
+        Ok((stdio, Some(console)))
+    } else {
+        Ok((inherited_stdio()?, None))
     }
-    Ok(())
+}
+
+/// Starts relaying a terminal whose master comes to us (a foreground `run` or `exec`).
+fn relay(console: Option<console::Console>) -> Result<Option<console::Relay>> {
+    console.map(console::relay).transpose().map(Option::flatten)
+}
+
+/// `process.terminal` of the bundle's spec; false when it cannot be read (create says why).
+fn spec_terminal(bundle: &Path) -> bool {
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["process"]["terminal"].as_bool())
+        .unwrap_or(false)
 }
 
 fn load(rt: &Runtime, id: &str) -> Result<runtime::Container> {
@@ -130,9 +152,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let rt = Runtime::new(&cli.root).map_err(err)?;
     match &cli.command {
         Command::Create(a) => {
-            refuse_terminal(&a.console_socket, false)?;
+            // Always detached: a terminal's master goes to --console-socket.
+            let (stdio, _) = process_stdio(true, spec_terminal(&a.bundle), &a.console_socket)?;
             let opts = CreateOpts {
-                stdio: inherited_stdio()?,
+                stdio,
                 // The bundle's rootfs in place, as runc uses it (the caller prepared it).
                 rootfs: RootfsMode::Plain,
                 ..Default::default()
@@ -154,18 +177,25 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Run(RunArgs { create: a, detach }) => {
-            refuse_terminal(&a.console_socket, false)?;
+            let (stdio, console) =
+                process_stdio(*detach, spec_terminal(&a.bundle), &a.console_socket)?;
             let opts = CreateOpts {
-                stdio: inherited_stdio()?,
+                stdio,
                 // The bundle's rootfs in place, as runc uses it (the caller prepared it).
                 rootfs: RootfsMode::Plain,
                 ..Default::default()
             };
             let (c, _) = rt.create(&a.id, &a.bundle, opts).map_err(err)?;
+            let relay = relay(console).inspect_err(|_| {
+                let _ = c.clone().delete(true);
+            })?;
             write_pid_file(&a.pid_file, c.pid())?;
             c.start().map_err(err)?;
             if !detach {
                 let code = c.wait().map_err(err)?;
+                if let Some(relay) = relay {
+                    relay.finish();
+                }
                 c.delete(true).map_err(err)?;
                 return Ok(ExitCode::from(code.clamp(0, 255) as u8));
             }
@@ -236,26 +266,31 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Exec(a) => {
-            refuse_terminal(&None, a.tty)?;
             let c = load(&rt, &a.id)?;
-            let mut opts = match &a.process {
+            // As runc: a process file says whether it gets a terminal, else --tty does.
+            let (mut opts, terminal) = match &a.process {
                 Some(path) => process_from_json(path)?,
                 None => {
                     if a.command.is_empty() {
                         return Err("exec needs a command or --process".into());
                     }
-                    ExecOpts::new(a.command.clone())
+                    (ExecOpts::new(a.command.clone()), a.tty)
                 }
             };
             opts.env.extend(a.env.iter().cloned());
             if let Some(cwd) = &a.cwd {
                 opts.cwd = Some(cwd.clone());
             }
-            opts.stdio = inherited_stdio()?;
+            let (stdio, console) = process_stdio(a.detach, terminal, &a.console_socket)?;
+            opts.stdio = stdio;
             let (p, _) = c.exec(opts).map_err(err)?;
+            let relay = relay(console)?;
             write_pid_file(&a.pid_file, p.pid)?;
             if !a.detach {
                 let code = p.wait().map_err(err)?;
+                if let Some(relay) = relay {
+                    relay.finish();
+                }
                 return Ok(ExitCode::from(code.clamp(0, 255) as u8));
             }
         }
@@ -329,14 +364,12 @@ fn spec_cgroups_path(path: &Path) -> Option<String> {
     spec["linux"]["cgroupsPath"].as_str().map(String::from)
 }
 
-/// An `exec --process` file: the OCI process object (args, env, cwd).
-fn process_from_json(path: &Path) -> Result<ExecOpts> {
+/// An `exec --process` file: the OCI process object (args, env, cwd, consoleSize), and its
+/// `terminal`.
+fn process_from_json(path: &Path) -> Result<(ExecOpts, bool)> {
     let text = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| format!("parse {}: {e}", path.display()))?;
-    if v["terminal"].as_bool() == Some(true) {
-        return Err("terminals are not supported by this runtime yet".into());
-    }
     let strings = |key: &str| -> Vec<String> {
         v[key]
             .as_array()
@@ -354,7 +387,13 @@ fn process_from_json(path: &Path) -> Result<ExecOpts> {
     let mut opts = ExecOpts::new(args);
     opts.env = strings("env");
     opts.cwd = v["cwd"].as_str().map(PathBuf::from);
-    Ok(opts)
+    let size = |key: &str| {
+        v["consoleSize"][key]
+            .as_u64()
+            .map(|n| u16::try_from(n).unwrap_or(u16::MAX))
+    };
+    opts.console_size = size("height").zip(size("width"));
+    Ok((opts, v["terminal"].as_bool().unwrap_or(false)))
 }
 
 /// With `--work-path`, CRIU's logs go there too (runc keeps them in the work dir).

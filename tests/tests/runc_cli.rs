@@ -2,9 +2,13 @@
 //! runc's commands and flags, the OCI state document, exit codes and error output as runc
 //! writes them, and checkpoint/restore with runc's flags.
 
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use migrate_tests::rt::wait_for;
 use migrate_tests::TestBundle;
@@ -199,18 +203,8 @@ fn lifecycle_with_runc_commands_state_and_exit_codes() {
     let e: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(e["level"], "error");
     assert_eq!(e["msg"], "container does not exist");
-    // Usage errors exit 2; a terminal is refused clearly.
+    // Usage errors exit 2.
     assert_eq!(runc.run(&["start"]).status.code(), Some(2));
-    let out = runc.run(&[
-        "create",
-        "--bundle",
-        &path(b.path()),
-        "--console-socket",
-        "/nonexistent.sock",
-        "c2",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("terminal"));
     // delete --force of something that is not there succeeds, as with runc.
     runc.ok(&["delete", "--force", "c2"]);
 }
@@ -391,4 +385,349 @@ fn hooks_run_in_order_with_the_state_and_a_failing_one_stops_the_container() {
         (runc.state("slow")["status"] == "stopped").then_some(())
     });
     runc.ok(&["delete", "slow"]);
+}
+
+/// A console socket as runc's callers (conmon, containerd's shim, `recvtty`) listen on one.
+struct ConsoleSocket {
+    dir: tempfile::TempDir,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    fn new() -> ConsoleSocket {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("console.sock")).unwrap();
+        ConsoleSocket { dir, listener }
+    }
+
+    fn path(&self) -> String {
+        path(&self.dir.path().join("console.sock"))
+    }
+
+    /// Accepts the runtime's connection and receives the master: runc's message, one fd.
+    fn receive(&self) -> Terminal {
+        self.listener.set_nonblocking(true).unwrap();
+        let conn = wait_for("the runtime to connect to the console socket", T, || {
+            self.listener.accept().ok().map(|(c, _)| c)
+        });
+        conn.set_nonblocking(false).unwrap();
+        let (name, master) = runtime::syscall::tty::recv_fd(conn.as_fd()).unwrap();
+        assert_eq!(name, "/dev/ptmx", "runc sends the name of what it opened");
+        Terminal::new(master)
+    }
+}
+
+/// The master side of a container's terminal: what we type, and what it printed so far.
+struct Terminal {
+    master: std::fs::File,
+    output: mpsc::Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl Terminal {
+    fn new(master: OwnedFd) -> Terminal {
+        let master = std::fs::File::from(master);
+        let mut reader = master.try_clone().unwrap();
+        let (tx, output) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with EIO when every slave is closed.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Terminal {
+            master,
+            output,
+            seen: String::new(),
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.master
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+    }
+
+    /// Reads until the output (since the last match) contains `needle`; returns what was read.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + T;
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => panic!("no {needle:?} on the terminal; it showed {:?}", self.seen),
+            }
+        }
+        let end = self.seen.find(needle).unwrap() + needle.len();
+        let read: String = self.seen.drain(..end).collect();
+        read
+    }
+}
+
+/// A busybox bundle whose process gets a terminal (`process.terminal`), 30 rows by 100 columns.
+fn terminal_bundle(args: &[&str]) -> TestBundle {
+    let mut b = bundle(args);
+    b.edit(|spec| {
+        spec["process"]["terminal"] = Value::from(true);
+        spec["process"]["consoleSize"] = serde_json::json!({"height": 30, "width": 100});
+    });
+    b
+}
+
+/// stderr of a failed command, after checking it failed with exit code 1.
+fn failure(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn terminal_container_sends_the_pty_master_to_the_console_socket() {
+    let runc = Runc::new();
+    let b = terminal_bundle(&["sh"]);
+    let console = ConsoleSocket::new();
+    let pid_file = runc.root.path().join("pid");
+    let out = runc.run(&[
+        "create",
+        "--bundle",
+        &path(b.path()),
+        "--console-socket",
+        &console.path(),
+        "--pid-file",
+        &path(&pid_file),
+        "tty1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mut term = console.receive();
+    assert_eq!(runc.state("tty1")["status"], "created");
+    runc.ok(&["start", "tty1"]);
+
+    term.type_line("stty size; tty; echo hello-$((6*7))");
+    let shown = term.expect("hello-42");
+    // The slave of the container's own devpts, sized as the spec says.
+    assert!(shown.contains("30 100"), "{shown:?}");
+    assert!(shown.contains("/dev/pts/0"), "{shown:?}");
+    // It is init's stdin, stdout, stderr and controlling terminal, and /dev/console.
+    let inside = runc.ok(&[
+        "exec",
+        "tty1",
+        "sh",
+        "-c",
+        "for fd in 0 1 2; do readlink /proc/1/fd/$fd; done; cut -d' ' -f7 /proc/1/stat; ls -l /dev/console",
+    ]);
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines.len(), 5, "{inside}");
+    assert_eq!(lines[..3], ["/dev/pts/0"; 3], "{inside}");
+    // tty_nr of /dev/pts/0: major 136, minor 0.
+    assert_eq!(lines[3], (136 << 8).to_string(), "{inside}");
+    assert!(lines[4].contains("136,   0"), "{inside}");
+
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let s = runc.state("tty1");
+    assert_eq!(s["status"], "running");
+    assert_eq!(s["pid"], pid);
+    let pids: Vec<i64> =
+        serde_json::from_str(&runc.ok(&["ps", "--format", "json", "tty1"])).unwrap();
+    assert!(pids.contains(&pid), "{pids:?}");
+
+    // The shell reads what we type: it exits, and the container stops.
+    term.type_line("exit 3");
+    wait_for("tty1 to stop", T, || {
+        (runc.state("tty1")["status"] == "stopped").then_some(())
+    });
+    runc.ok(&["delete", "tty1"]);
+    assert_eq!(runc.ok(&["list", "-q"]), "");
+}
+
+#[test]
+fn exec_tty_gets_a_terminal_of_the_container() {
+    let runc = Runc::new();
+    let b = bundle(&["sleep", "1000"]);
+    let pid_file = runc.root.path().join("pid");
+    runc.create("ex", b.path(), &pid_file);
+    runc.ok(&["start", "ex"]);
+
+    // Detached, the master goes to the console socket.
+    let console = ConsoleSocket::new();
+    let exec_pid = runc.root.path().join("exec.pid");
+    runc.ok(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        &console.path(),
+        "--pid-file",
+        &path(&exec_pid),
+        "ex",
+        "sh",
+    ]);
+    let mut term = console.receive();
+    // The shell leads a session of its own, whose controlling terminal is the pty.
+    term.type_line(
+        "tty; [ \"$(cut -d' ' -f6,7 /proc/$$/stat)\" = \"$$ 34816\" ] && echo hello-$((6*7))",
+    );
+    let shown = term.expect("hello-42");
+    assert!(shown.contains("/dev/pts/0"), "{shown:?}");
+    let host_pid: i64 = std::fs::read_to_string(&exec_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pids: Vec<i64> = serde_json::from_str(&runc.ok(&["ps", "--format", "json", "ex"])).unwrap();
+    assert!(pids.contains(&host_pid), "{pids:?} {host_pid}");
+    term.type_line("exit");
+    wait_for("the exec'd shell to exit", T, || {
+        let pids: Vec<i64> =
+            serde_json::from_str(&runc.ok(&["ps", "--format", "json", "ex"])).unwrap();
+        (!pids.contains(&host_pid)).then_some(())
+    });
+
+    // A process file with `terminal` and `consoleSize`.
+    let console = ConsoleSocket::new();
+    let process = runc.root.path().join("process.json");
+    std::fs::write(
+        &process,
+        r#"{"terminal": true, "consoleSize": {"height": 40, "width": 120}, "args": ["sh"], "env": ["PATH=/bin"], "cwd": "/tmp"}"#,
+    )
+    .unwrap();
+    runc.ok(&[
+        "exec",
+        "--process",
+        &path(&process),
+        "--detach",
+        "--console-socket",
+        &console.path(),
+        "ex",
+    ]);
+    let mut term = console.receive();
+    term.type_line("stty size; pwd; echo hello-$((6*7))");
+    let shown = term.expect("hello-42");
+    assert!(shown.contains("40 120"), "{shown:?}");
+    assert!(shown.contains("/tmp"), "{shown:?}");
+    term.type_line("exit");
+
+    // In the foreground, migrate-runc relays the terminal to its own stdio (as runc does).
+    let out = runc.run(&[
+        "exec",
+        "-t",
+        "ex",
+        "sh",
+        "-c",
+        "tty; [ -t 0 ] && echo hello-$((6*7)); exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("/dev/pts/"), "{shown:?}");
+    assert!(shown.contains("hello-42"), "{shown:?}");
+    runc.ok(&["delete", "--force", "ex"]);
+}
+
+#[test]
+fn run_in_the_foreground_relays_the_terminal() {
+    let runc = Runc::new();
+    let b = terminal_bundle(&["sh"]);
+    let mut child = runc
+        .cmd(&["run", "--bundle", &path(b.path()), "fgtty"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"stty size; echo hello-$((6*7)); exit 4\n")
+        .unwrap();
+    let out = migrate_tests::rt::read_all(child.stdout.take().unwrap().into(), T);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(4), "{out:?}");
+    assert!(out.contains("hello-42"), "{out:?}");
+    assert!(out.contains("30 100"), "{out:?}");
+    assert_eq!(runc.ok(&["list", "-q"]), "");
+}
+
+#[test]
+fn terminal_flags_are_checked_as_runc_checks_them() {
+    let runc = Runc::new();
+    let tty = terminal_bundle(&["sh"]);
+    let plain = bundle(&["sleep", "1000"]);
+    let console = ConsoleSocket::new();
+
+    // A terminal, detached, with nowhere to send it.
+    let err = failure(&runc.run(&["create", "--bundle", &path(tty.path()), "t1"]));
+    assert!(
+        err.contains(
+            r#"level=error msg="cannot allocate tty if runc will detach without setting console socket""#
+        ),
+        "{err}"
+    );
+    let err = failure(&runc.run(&["run", "-d", "--bundle", &path(tty.path()), "t1"]));
+    assert!(
+        err.contains("cannot allocate tty if runc will detach"),
+        "{err}"
+    );
+    // A console socket without a terminal, or in the foreground.
+    let refused = "cannot use console socket if runc will not detach or allocate tty";
+    for args in [
+        vec![
+            "create",
+            "--console-socket",
+            &console.path(),
+            "--bundle",
+            &path(plain.path()),
+            "t2",
+        ],
+        vec![
+            "run",
+            "--console-socket",
+            &console.path(),
+            "--bundle",
+            &path(tty.path()),
+            "t3",
+        ],
+    ] {
+        let err = failure(&runc.run(&args.iter().map(|s| s.as_ref()).collect::<Vec<&str>>()));
+        assert!(err.contains(refused), "{args:?}: {err}");
+    }
+    // Nothing was made.
+    assert_eq!(runc.ok(&["list", "-q"]), "");
+
+    // The same for exec.
+    runc.create("t4", plain.path(), &runc.root.path().join("pid"));
+    runc.ok(&["start", "t4"]);
+    let err = failure(&runc.run(&["exec", "-t", "-d", "t4", "sh"]));
+    assert!(
+        err.contains("cannot allocate tty if runc will detach"),
+        "{err}"
+    );
+    let err = failure(&runc.run(&["exec", "--console-socket", &console.path(), "t4", "true"]));
+    assert!(err.contains(refused), "{err}");
+    let err = failure(&runc.run(&[
+        "exec",
+        "-t",
+        "--console-socket",
+        &console.path(),
+        "t4",
+        "sh",
+    ]));
+    assert!(err.contains(refused), "{err}");
+    // And a console socket nobody listens on.
+    let err = failure(&runc.run(&[
+        "create",
+        "--console-socket",
+        "/nonexistent.sock",
+        "--bundle",
+        &path(tty.path()),
+        "t5",
+    ]));
+    assert!(err.contains("dial unix /nonexistent.sock"), "{err}");
+    runc.ok(&["delete", "--force", "t4"]);
+    assert_eq!(runc.ok(&["list", "-q"]), "");
 }

@@ -89,6 +89,9 @@ pub struct Config {
     /// Container networking.
     #[serde(default)]
     pub network: Option<NetworkConfig>,
+    /// Run lazy moves without `--yes`: their lack of rollback is accepted for every move.
+    #[serde(default)]
+    pub lazy_moves_without_yes: bool,
 }
 
 /// How containers with an address are attached.

@@ -75,6 +75,8 @@ pub struct Agent {
     >,
     /// Manifests of moves that restored here, committed when the source commits the move.
     pub pending_manifests: Mutex<std::collections::HashMap<String, Vec<crate::store::Manifest>>>,
+    /// Lazy moves landing here: their page relays and lazy-pages daemons.
+    pub lazy: crate::lazy::Landings,
     /// Held (shared) by whatever writes chunks before committing the manifest that names them
     /// (backups, outgoing moves); garbage collection takes it exclusively.
     pub store_lock: Arc<tokio::sync::RwLock<()>>,
@@ -159,6 +161,7 @@ impl Agent {
             incoming: Mutex::new(std::collections::HashMap::new()),
             store_lock: Arc::new(tokio::sync::RwLock::new(())),
             pending_manifests: Mutex::new(std::collections::HashMap::new()),
+            lazy: Default::default(),
             placed: Mutex::new(std::collections::HashMap::new()),
             exe: std::env::current_exe().context("cannot find the agent's own binary")?,
             started: Instant::now(),
@@ -797,6 +800,7 @@ impl Agent {
                     netns: None,
                     bundle: None,
                     tcp_close: false,
+                    lazy_pages: false,
                 },
             )
             .map_err(|e| e.to_string())?;

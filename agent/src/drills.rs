@@ -828,9 +828,16 @@ pub async fn local_step(
         "move" => {
             let op = agent.ops.start("move", &s.container);
             op.event("drill", format!("step of drill {drill_id}"));
-            let res =
-                crate::moves::move_out(agent.clone(), &op, &s.container, &s.to, false, "cold")
-                    .await;
+            let res = crate::moves::move_out(
+                agent.clone(),
+                &op,
+                &s.container,
+                &s.to,
+                false,
+                "cold",
+                false,
+            )
+            .await;
             let detail = res.as_ref().ok().and_then(|r| r.r#move.as_ref()).map(|m| {
                 format!(
                     "{} moved {node} -> {}: downtime {} ms, {} bytes sent",

@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod drills;
 pub mod error;
+pub mod lazy;
 pub mod metrics;
 pub mod moves;
 pub mod network;

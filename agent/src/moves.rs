@@ -98,6 +98,7 @@ pub async fn move_out(
     to: &str,
     dry_run: bool,
     mode: &str,
+    yes: bool,
 ) -> Result<OperationResult, String> {
     let t0 = Instant::now();
     let mut report = MoveReport {
@@ -113,7 +114,8 @@ pub async fn move_out(
         });
         phase = Instant::now();
     };
-    check_mode(&agent, mode).await?;
+    check_mode(&agent, mode, yes).await?;
+    let lazy = mode == "lazy";
     let rec = agent.record(id).map_err(|e| e.to_string())?;
     if to == agent.config.node {
         return Err(format!("container {id} is already on {to}"));
@@ -181,6 +183,23 @@ pub async fn move_out(
         .map_err(|s| status_err(to, s))?
         .into_inner();
     report.preflight = pf.checks.clone();
+    if lazy {
+        // The source serves the pages: it needs the same prerequisites as the target.
+        let a = agent.clone();
+        let here = tokio::task::spawn_blocking(move || crate::lazy::prerequisites(&a))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = here {
+            report.preflight.push(format!("{e}: FAIL"));
+            return Err(format!(
+                "preflight on {} refused the move: {e}",
+                agent.config.node
+            ));
+        }
+        report
+            .preflight
+            .push(format!("lazy pages on {}: ok", agent.config.node));
+    }
     lap(&mut report, "preflight");
     if !pf.ok {
         return Err(format!(
@@ -240,9 +259,10 @@ pub async fn move_out(
         &mut counters,
         &mut report,
         &mut lap,
+        lazy,
     )
     .await;
-    let (pid, restore_ms, checkpoint) = match outcome {
+    let (pid, restore_ms, checkpoint, tail) = match outcome {
         Ok(v) => v,
         Err((e, receive_attempted)) => {
             op.event("rollback", format!("rolling back: {e}"));
@@ -261,6 +281,28 @@ pub async fn move_out(
         }
     };
     report.downtime_ms = frozen_at.elapsed().as_millis() as u64;
+    report.mode = if lazy { "lazy" } else { "cold" }.into();
+    if let Some(tail) = tail {
+        op.event(
+            "memory",
+            format!(
+                "running on {to} as pid {pid} after {} ms frozen; its memory follows",
+                report.downtime_ms
+            ),
+        );
+        match await_memory(&agent, &mut client, to, op, &c, &rec, tail, frozen_at).await {
+            Ok(stats) => {
+                report.resident_ms = frozen_at.elapsed().as_millis() as u64;
+                report.pages_faulted = stats.pages_faulted;
+                report.pages_pushed = stats.pages_pushed;
+                report.fault_p50_us = stats.fault_p50_us;
+                report.fault_p99_us = stats.fault_p99_us;
+                report.bytes_lazy = stats.bytes;
+                lap(&mut report, "memory");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     if fault("crash-after-receive").is_some() {
         tracing::error!(
             "crash-after-receive: exiting right after the target reported running (injected fault)"
@@ -324,13 +366,15 @@ pub async fn move_out(
     })
 }
 
-async fn check_mode(agent: &Arc<Agent>, mode: &str) -> Result<(), String> {
+async fn check_mode(agent: &Arc<Agent>, mode: &str, yes: bool) -> Result<(), String> {
     match mode {
         "" | "cold" => Ok(()),
-        "lazy" => Err(
-            "post-copy moves (--mode lazy) are not implemented yet; use the default cold mode"
+        "lazy" if !yes && !agent.config.lazy_moves_without_yes => Err(
+            "a lazy move cannot be rolled back once the container runs on the target: until all of its memory has arrived, a broken link between the hosts stops the copy there and the container restarts on the source from its checkpoint, losing what it did meanwhile; pass --yes to accept (or set lazy_moves_without_yes in the agent's config)"
                 .into(),
         ),
+        // Its prerequisites are checked on both hosts in the preflight.
+        "lazy" => Ok(()),
         "precopy" => {
             let a = agent.clone();
             let dirty = tokio::task::spawn_blocking(move || {
@@ -365,7 +409,8 @@ async fn frozen_phase(
     counters: &mut Counters,
     report: &mut MoveReport,
     lap: &mut impl FnMut(&mut MoveReport, &str),
-) -> Result<(i32, u64, Manifest), (String, bool)> {
+    lazy: bool,
+) -> Result<(i32, u64, Manifest, Option<LazyTail>), (String, bool)> {
     let no = |e: String| (e, false);
     let c2 = c.clone();
     let dir = move_dir(agent, op.id());
@@ -374,7 +419,17 @@ async fn frozen_phase(
     let node = agent.config.node.clone();
     let has_ip = !rec.ip.is_empty();
     let id = rec.id.clone();
-    let dumped = tokio::task::spawn_blocking(move || -> Result<(), String> {
+    // Post-copy: CRIU serves the memory it left out on one end of a socketpair, and the
+    // agent relays the other end to the target.
+    let (criu_end, relay_end) = if lazy {
+        let (a, b) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| no(format!("page relay socket: {e}")))?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut dump = tokio::task::spawn_blocking(move || -> Result<(), String> {
         c2.pause().map_err(|e| chain(&e))?;
         // Network lock: with the link down nothing reaches the frozen sockets, so their state
         // cannot move past the dump (and a later kill sends no RST to clients).
@@ -386,16 +441,45 @@ async fn frozen_phase(
             tcp_established: tcp,
             ..Default::default()
         };
-        c2.checkpoint(&d2, opts).map_err(|e| chain(&e))?;
+        match criu_end {
+            // Returns once every page is served (or the relay broke).
+            Some(sock) => {
+                let mut ready = Some(ready_tx);
+                c2.checkpoint_lazy(&d2, opts, sock.into(), |_| {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                    Ok(())
+                })
+            }
+            None => c2.checkpoint(&d2, opts),
+        }
+        .map_err(|e| chain(&e))?;
         // CRIU put the freezer back as it found it: frozen. Make sure.
         if c2.status() != runtime::Status::Paused {
             c2.pause().map_err(|e| chain(&e))?;
         }
         Ok(())
-    })
-    .await
-    .map_err(|e| no(e.to_string()))?
-    .map_err(no);
+    });
+    let mut lazy_dump = None;
+    let dumped = if lazy {
+        tokio::select! {
+            ready = ready_rx => match ready {
+                // The images are complete; the dump goes on serving pages.
+                Ok(()) => Ok(()),
+                Err(_) => Err("the lazy dump ended before its images were ready".to_string()),
+            },
+            done = &mut dump => match done {
+                Ok(Ok(())) => Err("the lazy dump ended before its images were ready".to_string()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+        .map(|()| lazy_dump = Some(dump))
+    } else {
+        dump.await.map_err(|e| e.to_string()).and_then(|r| r)
+    };
+    let dumped = dumped.map_err(no);
     lap(report, "dump");
     // Hash, compress and send in one pipeline: chunks go out while later ones are still being
     // cut.
@@ -409,10 +493,22 @@ async fn frozen_phase(
         Err(e) => Err(e),
     };
     let _ = std::fs::remove_dir_all(&dir);
-    let checkpoint = streamed?;
+    let checkpoint = match streamed {
+        Ok(c) => c,
+        Err(e) => {
+            // A lazy dump still waits to serve pages: closing its socket ends it, and the
+            // container must be back in the source's hands before the caller thaws it.
+            drop(relay_end);
+            if let Some(d) = lazy_dump {
+                let _ = d.await;
+            }
+            return Err(e);
+        }
+    };
     lap(report, "transfer");
     op.event("restore", format!("{to} is restoring {}", rec.id));
     let req = ReceiveRequest {
+        lazy: false,
         move_id: op.id().to_string(),
         container_id: rec.id.clone(),
         layer_manifest: serde_json::to_vec(layer).map_err(|e| no(e.to_string()))?,
@@ -428,15 +524,137 @@ async fn frozen_phase(
             .flatten()
             .map(|s| crate::backups::schedule_to_proto(&s)),
     };
-    let mut request = tonic::Request::new(req);
+    // The relay must be open before the target starts its lazy-pages daemon on it.
+    let tail = match (lazy_dump, relay_end) {
+        (Some(dump), Some(sock)) => {
+            let relayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let relay = tokio::spawn(crate::lazy::relay_from_source(
+                client.clone(),
+                to.to_string(),
+                op.id().to_string(),
+                sock,
+                relayed.clone(),
+            ));
+            Some(LazyTail {
+                dump,
+                relay,
+                relayed,
+            })
+        }
+        _ => None,
+    };
+    let mut request = tonic::Request::new(ReceiveRequest {
+        lazy: tail.is_some(),
+        ..req
+    });
     request.set_timeout(RECEIVE_TIMEOUT);
-    let resp = client
-        .receive(request)
-        .await
-        .map_err(|s| (status_err(to, s), true))?
-        .into_inner();
+    let resp = match client.receive(request).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => {
+            if let Some(t) = tail {
+                t.stop().await;
+            }
+            return Err((status_err(to, s), true));
+        }
+    };
     lap(report, "restore");
-    Ok((resp.pid, resp.restore_ms, checkpoint))
+    Ok((resp.pid, resp.restore_ms, checkpoint, tail))
+}
+
+/// A lazy move after the container runs on the target: the dump still serving pages, and
+/// the relay carrying them.
+struct LazyTail {
+    dump: tokio::task::JoinHandle<Result<(), String>>,
+    relay: tokio::task::JoinHandle<Result<proto::v1::LazyStats, String>>,
+    /// Page bytes sent so far.
+    relayed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LazyTail {
+    /// Ends the relay (CRIU sees its socket close) and waits for the dump to let go of the
+    /// container.
+    async fn stop(self) {
+        self.relay.abort();
+        let _ = self.relay.await;
+        let _ = self.dump.await;
+    }
+}
+
+/// A lazy move once the container runs on the target: reports the memory still following
+/// until the dump has served every page. If the pages stop before that, the target's copy is
+/// gone (it stops itself) and the source's frozen copy, as of the checkpoint, is the one left:
+/// it is thawed once the target confirms, and the error says what was lost.
+#[allow(clippy::too_many_arguments)]
+async fn await_memory(
+    agent: &Arc<Agent>,
+    client: &mut PeerClient<Channel>,
+    to: &str,
+    op: &OpHandle,
+    c: &runtime::Container,
+    rec: &ContainerRecord,
+    mut tail: LazyTail,
+    frozen_at: Instant,
+) -> Result<proto::v1::LazyStats, String> {
+    let ran_at = Instant::now();
+    let dumped = loop {
+        tokio::select! {
+            done = &mut tail.dump => break done.map_err(|e| e.to_string()).and_then(|r| r),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => op.event(
+                "memory",
+                format!(
+                    "{} MiB of memory sent to {to}",
+                    tail.relayed.load(std::sync::atomic::Ordering::Relaxed) >> 20
+                ),
+            ),
+        }
+    };
+    let relayed = tail.relayed.load(std::sync::atomic::Ordering::Relaxed);
+    match dumped {
+        Ok(()) => {
+            // Every page was served; the target's stats follow on the relay.
+            let stats = match tokio::time::timeout(Duration::from_secs(30), &mut tail.relay).await {
+                Ok(Ok(Ok(s))) => s,
+                other => {
+                    tracing::warn!(move.id = %op.id(), outcome = ?other.map(|r| r.map(|_| ())), "every page was served but the target sent no stats");
+                    tail.relay.abort();
+                    proto::v1::LazyStats {
+                        bytes: relayed,
+                        ..Default::default()
+                    }
+                }
+            };
+            op.event(
+                "memory",
+                format!(
+                    "all memory on {to} {} ms after the freeze: {} pages fetched on demand, {} pushed",
+                    frozen_at.elapsed().as_millis(),
+                    stats.pages_faulted,
+                    stats.pages_pushed
+                ),
+            );
+            Ok(stats)
+        }
+        Err(e) => {
+            tail.relay.abort();
+            let ran = ran_at.elapsed();
+            let lost = format!(
+                "lazy move of {id} to {to} failed after it ran there for {:.1} s: its memory stopped arriving ({e}) with {} MiB sent; {to} stopped its copy, which cannot run without the rest",
+                ran.as_secs_f64(),
+                relayed >> 20,
+                id = rec.id
+            );
+            op.event("rollback", lost.clone());
+            match rollback(agent, client, to, op.id(), c, !rec.ip.is_empty(), true).await {
+                Ok(()) => Err(format!(
+                    "{lost}; {id} runs on {here} again from its checkpoint, and what it did on {to} in those {:.1} s is lost (its TCP peers may see resets)",
+                    ran.as_secs_f64(),
+                    id = rec.id,
+                    here = agent.config.node
+                )),
+                Err(r) => Err(format!("{lost}; {r}")),
+            }
+        }
+    }
 }
 
 /// Source-side rollback: the target discards the move, then the source thaws. If the target
@@ -1019,8 +1237,13 @@ pub fn preflight(agent: &Arc<Agent>, req: &PreflightRequest) -> PreflightRespons
             format!("address {} not used by a container here", req.ip),
         );
     }
-    if !matches!(req.mode.as_str(), "" | "cold") {
-        check(false, format!("mode {} supported", req.mode));
+    match req.mode.as_str() {
+        "" | "cold" => {}
+        "lazy" => match crate::lazy::prerequisites(agent) {
+            Ok(()) => check(true, format!("lazy pages on {}", agent.config.node)),
+            Err(e) => check(false, e),
+        },
+        other => check(false, format!("mode {other} supported")),
     }
     checks.push(kernels);
     PreflightResponse {
@@ -1214,6 +1437,7 @@ pub fn receive(
         dir: move_dir(agent, op.id()),
         network: LandingNet::Bridge { check_free: false },
         tcp_close: false,
+        lazy_move: req.lazy.then(|| req.move_id.clone()),
         trusted: agent
             .incoming
             .lock()
@@ -1255,6 +1479,8 @@ pub(crate) struct Landing<'a> {
     pub dir: PathBuf,
     pub network: LandingNet,
     pub tcp_close: bool,
+    /// Post-copy: the move whose page relay brings the memory the images lack.
+    pub lazy_move: Option<String>,
     /// The images are in `dir` already (a move wrote them as the chunks arrived).
     pub images_ready: bool,
     /// Chunks verified moments ago (received for this move, or checked by the caller): they
@@ -1315,21 +1541,35 @@ pub(crate) fn land(
     let restored = if fault("fail-restore").is_some() {
         Err("restore failed (injected fault fail-restore)".to_string())
     } else {
-        agent
-            .spawn_shim(
-                &id,
-                ShimAction::Restore {
-                    checkpoint: l.dir.clone(),
-                    netns,
-                    bundle: Some(bundle),
-                    tcp_close: l.tcp_close,
-                },
-            )
-            .map_err(|e| e.to_string())
+        l.lazy_move
+            .as_deref()
+            .map_or(Ok(()), |m| crate::lazy::start_daemon(agent, m, &id, &l.dir))
+            .and_then(|()| {
+                agent
+                    .spawn_shim(
+                        &id,
+                        ShimAction::Restore {
+                            checkpoint: l.dir.clone(),
+                            netns,
+                            bundle: Some(bundle),
+                            tcp_close: l.tcp_close,
+                            lazy_pages: l.lazy_move.is_some(),
+                        },
+                    )
+                    .map_err(|e| e.to_string())
+            })
     };
     let started = match restored {
         Ok(s) => s,
         Err(e) => {
+            if let Some(m) = &l.lazy_move {
+                // Stops its daemon, which ends the relay.
+                agent
+                    .lazy
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(m);
+            }
             agent.network_down(&rec);
             let _ = std::fs::remove_dir_all(&l.dir);
             return Err(e);
@@ -1447,6 +1687,8 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
         }
         return Ok(());
     }
+    // A lazy copy still fetching memory: freeze it before its page source goes away.
+    crate::lazy::stop_lost(agent, move_id, "the source aborted the move");
     if let Some(r) = &record {
         if let Ok(Some(rec)) = agent.catalog.container(&r.container_id) {
             let ours = agent

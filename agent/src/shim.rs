@@ -58,6 +58,9 @@ pub enum ShimAction {
         /// Restore established TCP connections closed (see `runtime::RestoreOpts`).
         #[serde(default)]
         tcp_close: bool,
+        /// Post-copy: memory comes from the lazy-pages daemon on the same images.
+        #[serde(default)]
+        lazy_pages: bool,
     },
 }
 
@@ -236,11 +239,13 @@ fn start(spec: &ShimSpec) -> Result<Started, String> {
             netns,
             bundle,
             tcp_close,
+            lazy_pages,
         } => {
             let opts = runtime::RestoreOpts {
                 netns: netns.clone(),
                 bundle: bundle.clone(),
                 tcp_close: *tcp_close,
+                lazy_pages: *lazy_pages,
                 ..Default::default()
             };
             let (c, stdio, restored) = rt

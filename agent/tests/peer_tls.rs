@@ -86,6 +86,14 @@ impl Peer for EchoPeer {
     ) -> Result<Response<PeerDrillStepResponse>, Status> {
         Err(Status::unimplemented("tls test peer"))
     }
+    type PageRelayStream =
+        tokio_stream::wrappers::ReceiverStream<Result<PageRelayMessage, Status>>;
+    async fn page_relay(
+        &self,
+        _: Request<tonic::Streaming<PageRelayMessage>>,
+    ) -> Result<Response<Self::PageRelayStream>, Status> {
+        Err(Status::unimplemented("tls test peer"))
+    }
 }
 
 /// A cluster CA with certificates for host1, host2 and host3, and a second, unrelated CA with

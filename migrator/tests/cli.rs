@@ -378,6 +378,8 @@ impl Agent for Fake {
             chunks_sent: 1,
             target_pid: 4242,
             bytes_preseeded: 0,
+            mode: "cold".into(),
+            ..Default::default()
         };
         let done = OperationResult {
             success: true,

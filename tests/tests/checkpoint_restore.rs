@@ -552,9 +552,8 @@ fn lazy_checkpoint_restores_with_memory_fetched_over_a_socket() {
     let daemon = criu
         .lazy_pages(images.path(), client.into())
         .unwrap_or_else(|e| panic!("lazy-pages: {}", chain(&e)));
-    let (r, _io, _) = t
-        .rt
-        .restore(
+    let (r, _io, _) =
+        t.rt.restore(
             images.path(),
             "lazydst",
             RestoreOpts {

@@ -562,6 +562,7 @@ pub fn restore(
             LandingNet::Bridge { check_free: true }
         },
         tcp_close: true,
+        lazy_move: None,
         trusted: chunks.into_iter().map(|r| r.hash).collect(),
     };
     let landed = moves::land(agent, op, rec.clone(), &landing);

@@ -271,7 +271,7 @@ impl AgentApi for LocalApi {
         tokio::spawn(async move {
             let span = op.span.clone();
             let result = tracing::Instrument::instrument(
-                crate::moves::move_out(agent.clone(), &op, &r.id, &r.to, r.dry_run, &r.mode),
+                crate::moves::move_out(agent.clone(), &op, &r.id, &r.to, r.dry_run, &r.mode, r.yes),
                 span,
             )
             .await;

@@ -249,6 +249,18 @@ impl Peer for PeerApi {
             .map_err(Status::failed_precondition)
     }
 
+    type PageRelayStream = tokio_stream::wrappers::ReceiverStream<Result<PageRelayMessage, Status>>;
+
+    async fn page_relay(
+        &self,
+        req: Request<tonic::Streaming<PageRelayMessage>>,
+    ) -> Result<Response<Self::PageRelayStream>, Status> {
+        crate::drills::check_not_fenced(&self.agent)?;
+        crate::lazy::relay_to_target(self.agent.clone(), req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn drill_step(
         &self,
         req: Request<PeerDrillStepRequest>,

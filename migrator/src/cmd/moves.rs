@@ -1,5 +1,5 @@
-//! `migrate move NAME --to HOST [--dry-run] [--mode cold|lazy|precopy]`: live migration, with
-//! progress on stderr and the move report at the end.
+//! `migrate move NAME --to HOST [--dry-run] [--mode cold|lazy|precopy] [--yes]`: live
+//! migration, with progress on stderr and the move report at the end.
 
 use anyhow::Context;
 use proto::v1::{MoveReport, MoveRequest};
@@ -19,9 +19,13 @@ pub struct Args {
     /// Only ask the target whether it can take the container; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// cold (stop-and-copy, the default); lazy and precopy are refused with the reason.
+    /// cold (stop-and-copy, the default) or lazy (post-copy: the container runs on the target
+    /// at once and its memory follows); precopy is refused with the reason.
     #[arg(long, default_value = "cold", value_parser = ["cold", "lazy", "precopy"])]
     pub mode: String,
+    /// Accept that a lazy move cannot be rolled back once the container runs on the target.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// The move report as printed.
@@ -42,6 +46,13 @@ pub struct MoveView {
     pub chunks_total: u64,
     pub chunks_sent: u64,
     pub target_pid: i32,
+    pub mode: String,
+    pub resident_ms: u64,
+    pub pages_faulted: u64,
+    pub pages_pushed: u64,
+    pub fault_p50_us: u64,
+    pub fault_p99_us: u64,
+    pub bytes_lazy: u64,
 }
 
 impl MoveView {
@@ -62,6 +73,13 @@ impl MoveView {
             chunks_total: r.chunks_total,
             chunks_sent: r.chunks_sent,
             target_pid: r.target_pid,
+            mode: r.mode,
+            resident_ms: r.resident_ms,
+            pages_faulted: r.pages_faulted,
+            pages_pushed: r.pages_pushed,
+            fault_p50_us: r.fault_p50_us,
+            fault_p99_us: r.fault_p99_us,
+            bytes_lazy: r.bytes_lazy,
         }
     }
 }
@@ -82,7 +100,23 @@ impl Fields for MoveView {
             ));
             return f;
         }
+        f.push(("mode", self.mode.clone()));
         f.push(("downtime", format!("{} ms", self.downtime_ms)));
+        if self.mode == "lazy" {
+            f.push(("fully resident", format!("{} ms", self.resident_ms)));
+            f.push((
+                "pages",
+                format!(
+                    "{} fetched on demand, {} pushed",
+                    self.pages_faulted, self.pages_pushed
+                ),
+            ));
+            f.push((
+                "fault latency",
+                format!("p50 {} us, p99 {} us", self.fault_p50_us, self.fault_p99_us),
+            ));
+            f.push(("memory after start", output::bytes(self.bytes_lazy)));
+        }
         f.push(("total", format!("{} ms", self.total_ms)));
         for (name, ms) in &self.phases {
             f.push(("phase", format!("{name} {ms} ms")));
@@ -107,6 +141,7 @@ pub async fn run(ctx: &mut Ctx, args: Args) -> anyhow::Result<()> {
         to: args.to,
         dry_run: args.dry_run,
         mode: args.mode,
+        yes: args.yes,
     };
     let events = ctx.client.r#move(request).await?.into_inner();
     let result = progress::follow(events, ctx.format).await?;

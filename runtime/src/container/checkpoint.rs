@@ -231,7 +231,9 @@ impl Container {
                     })
                 });
                 if lazy && saved.is_ok() {
-                    meta.frozen_ms = frozen_at.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0);
+                    meta.frozen_ms = frozen_at
+                        .map(|t| t.elapsed().as_millis() as u64)
+                        .unwrap_or(0);
                     saved = write_meta(dir, &meta);
                 }
                 if let Err(e) = saved {

@@ -109,7 +109,9 @@ impl CheckReport {
                 mode: MODE,
                 feature: format!("fs.pipe-max-size >= {LAZY_PIPE_MAX_SIZE}"),
                 detail: match found {
-                    Some(size) => format!("it is {size}"),
+                    Some(size) => format!(
+                        "it is {size}; raise it with `sysctl -w fs.pipe-max-size={LAZY_PIPE_MAX_SIZE}`"
+                    ),
                     None => format!("{PIPE_MAX_SIZE_PATH} is unreadable"),
                 },
             }),
@@ -163,8 +165,8 @@ pub(crate) fn looks_good(success: bool, output: &str) -> bool {
     success && output.contains("Looks good")
 }
 
-/// Reads `fs.pipe-max-size`.
-pub(crate) fn pipe_max_size() -> Option<u64> {
+/// Reads `fs.pipe-max-size` now.
+pub fn pipe_max_size() -> Option<u64> {
     std::fs::read_to_string(PIPE_MAX_SIZE_PATH)
         .ok()?
         .trim()

@@ -52,12 +52,13 @@ impl Criu {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = spawn_with_fds(&mut cmd, &[(page_server.as_raw_fd(), PS_FD)]).map_err(
-            |source| CriuError::Spawn {
-                path: self.path.clone(),
-                source,
-            },
-        )?;
+        let child =
+            spawn_with_fds(&mut cmd, &[(page_server.as_raw_fd(), PS_FD)]).map_err(|source| {
+                CriuError::Spawn {
+                    path: self.path.clone(),
+                    source,
+                }
+            })?;
         // Only the daemon may hold its end: its exit must read as EOF on the other one.
         drop(page_server);
         let mut daemon = LazyPages {

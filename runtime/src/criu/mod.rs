@@ -42,7 +42,9 @@ use std::time::{Duration, Instant};
 use protobuf::MessageField;
 use rust_criu::rust_criu_protobuf::rpc;
 
-pub use check::{CheckReport, FeatureCheck, RpcFeatures, LAZY_PIPE_MAX_SIZE, REPORTED_FEATURES};
+pub use check::{
+    pipe_max_size, CheckReport, FeatureCheck, RpcFeatures, LAZY_PIPE_MAX_SIZE, REPORTED_FEATURES,
+};
 pub use error::{CriuError, CriuFailure, INSTALL_HINT};
 pub use lazy::{LazyPages, LAZY_PAGES_LOG};
 pub use notify::{Notify, NotifyError, NotifyFn};

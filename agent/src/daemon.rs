@@ -636,7 +636,17 @@ impl Agent {
         let c = self.live(id).ok_or_else(|| {
             AgentError::FailedPrecondition(format!("container {id} is not running"))
         })?;
-        if pause { c.pause() } else { c.resume() }.map_err(AgentError::from)?;
+        if pause {
+            c.pause().map_err(AgentError::from)?;
+        } else {
+            // A move that could not be confirmed leaves the copy frozen with its link down
+            // (the network lock): resuming it brings both back.
+            if !rec.ip.is_empty() {
+                crate::network::set_link(&self.config.node, id, true)
+                    .map_err(|e| AgentError::FailedPrecondition(shim::chain(&e)))?;
+            }
+            c.resume().map_err(AgentError::from)?;
+        }
         Ok(self.describe(&rec))
     }
 

@@ -27,6 +27,12 @@
 //!   then the restore. The compressed stream is counted by a `dd` in the pipe. The restored
 //!   memhog must go on with the same checksum.
 //!
+//! - **Lazy** (issue 8): the same container moved once with `migrate move --mode lazy --yes`:
+//!   it runs on host2 as soon as everything but its private memory is there, and the memory
+//!   follows through the agents' page relay. Downtime, time until fully resident, pages faulted
+//!   and pushed and the fault latency come from the move report; memhog must go on with its
+//!   checksum once all its memory is there.
+//!
 //! Results go to stdout (a table, or one JSON object with `--json`), progress to stderr.
 //! Every container, runc state, tmpfs, listener, bundle and both hosts are removed on the way
 //! out, also after a failure or Ctrl-C.
@@ -147,6 +153,24 @@ struct OursSample {
     profile: Profile,
 }
 
+/// What one lazy move measured (ms, bytes, pages).
+#[derive(Debug, Default, Clone)]
+struct LazySample {
+    downtime: f64,
+    /// From the freeze until every page is on the target.
+    resident: f64,
+    total: f64,
+    faulted: f64,
+    pushed: f64,
+    fault_p50_us: f64,
+    fault_p99_us: f64,
+    /// Sent while frozen (everything but the private memory).
+    bytes_sent: u64,
+    /// Page bytes relayed after the container started on the target.
+    bytes_lazy: u64,
+    phases: BTreeMap<String, f64>,
+}
+
 /// What one run of the manual path measured (ms and bytes).
 #[derive(Debug, Default, Clone)]
 struct ManualSample {
@@ -192,6 +216,7 @@ struct Profile {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Variant {
     Ours,
+    Lazy,
     Manual,
 }
 
@@ -199,6 +224,7 @@ impl Variant {
     fn name(self) -> &'static str {
         match self {
             Variant::Ours => "ours",
+            Variant::Lazy => "lazy",
             Variant::Manual => "manual",
         }
     }
@@ -230,6 +256,7 @@ fn run(args: &Args) -> Result<()> {
         let t = Instant::now();
         let s = match v {
             Variant::Ours => run_ours(hosts, &env, mib).map(|o| Sample::Ours(Box::new(o))),
+            Variant::Lazy => run_lazy(hosts, &env, mib).map(Sample::Lazy),
             Variant::Manual => run_manual(hosts, &env, mib, tag).map(Sample::Manual),
         }
         .with_context(|| format!("{} {mib} MiB run {tag}", v.name()))?;
@@ -244,6 +271,19 @@ fn run(args: &Args) -> Result<()> {
                 mib_of(o.first.wire()),
                 mib_of(o.third.wire()),
                 o.third.downtime,
+                t.elapsed().as_secs_f64()
+            ),
+            Sample::Lazy(l) => eprintln!(
+                "bench-move: {mib} MiB run {tag} lazy: downtime {:.0} ms (dump {:.0}, transfer {:.0}, restore {:.0}), fully resident after {:.0} ms, {:.0} pages faulted (p50 {:.0} us, p99 {:.0} us), {:.0} pushed [{:.0} s]",
+                l.downtime,
+                l.phases.get("dump").copied().unwrap_or(f64::NAN),
+                l.phases.get("transfer").copied().unwrap_or(f64::NAN),
+                l.phases.get("restore").copied().unwrap_or(f64::NAN),
+                l.resident,
+                l.faulted,
+                l.fault_p50_us,
+                l.fault_p99_us,
+                l.pushed,
                 t.elapsed().as_secs_f64()
             ),
             Sample::Manual(m) => eprintln!(
@@ -261,24 +301,22 @@ fn run(args: &Args) -> Result<()> {
     let mut results = Vec::new();
     for w in 0..args.warmup {
         let hosts = TwoHosts::start();
-        for v in [Variant::Ours, Variant::Manual] {
+        for v in [Variant::Ours, Variant::Lazy, Variant::Manual] {
             one(v, &hosts, args.sizes[0], &format!("warmup{w}"))?;
         }
     }
     let mut failures = Vec::new();
     for (si, &mib) in args.sizes.iter().enumerate() {
         let mut ours = Vec::new();
+        let mut lazy = Vec::new();
         let mut manual = Vec::new();
         for i in 0..args.runs_for(mib) {
             check_interrupted()?;
             // Fresh hosts: the target's store holds nothing of earlier runs.
             let hosts = TwoHosts::start();
-            // Alternate who goes first.
-            let order = if (i + si) % 2 == 0 {
-                [Variant::Ours, Variant::Manual]
-            } else {
-                [Variant::Manual, Variant::Ours]
-            };
+            // Rotate who goes first.
+            let mut order = [Variant::Ours, Variant::Lazy, Variant::Manual];
+            order.rotate_left((i + si) % 3);
             let mut hosts = Some(hosts);
             for v in order {
                 let tag = i.to_string();
@@ -302,11 +340,17 @@ fn run(args: &Args) -> Result<()> {
                 };
                 match s {
                     Sample::Ours(o) => ours.push(*o),
+                    Sample::Lazy(l) => lazy.push(l),
                     Sample::Manual(m) => manual.push(m),
                 }
             }
         }
-        results.push(SizeResult { mib, ours, manual });
+        results.push(SizeResult {
+            mib,
+            ours,
+            lazy,
+            manual,
+        });
     }
     let report = Report {
         args,
@@ -346,6 +390,7 @@ fn save_logs(args: &Args, hosts: &TwoHosts, name: &str) -> Result<()> {
 
 enum Sample {
     Ours(Box<OursSample>),
+    Lazy(LazySample),
     Manual(ManualSample),
 }
 
@@ -417,6 +462,69 @@ fn run_ours(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<OursSample> {
         third,
         profile,
     })
+}
+
+fn run_lazy(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<LazySample> {
+    let b = memhog_bundle(&env.memhog, mib, None);
+    let mut guard = AgentContainer {
+        hosts,
+        name: NAME,
+        on: Some("host1"),
+    };
+    cli(
+        &hosts.host1,
+        &["run", NAME, "--bundle", &b.path().display().to_string()],
+    )?;
+    let poll = Duration::from_millis(100);
+    wait_status(
+        "memhog to fill its memory on host1",
+        || MemStatus::in_container(&hosts.host1, NAME),
+        |s| s.round >= 1,
+        poll,
+    )?;
+    let before = MemStatus::in_container(&hosts.host1, NAME)
+        .context("read memhog's status on host1 before the lazy move")?;
+    let out = cli(
+        &hosts.host1,
+        &[
+            "move", NAME, "--to", "host2", "--mode", "lazy", "--yes", "--output", "json",
+        ],
+    )?;
+    guard.on = Some("host2");
+    let v = json_line(&out, "downtime_ms").context("no move report")?;
+    let num = |k: &str| {
+        v[k].as_f64()
+            .with_context(|| format!("lazy move report without {k}: {v}"))
+    };
+    let sample = LazySample {
+        downtime: num("downtime_ms")?,
+        resident: num("resident_ms")?,
+        total: num("total_ms")?,
+        faulted: num("pages_faulted")?,
+        pushed: num("pages_pushed")?,
+        fault_p50_us: num("fault_p50_us")?,
+        fault_p99_us: num("fault_p99_us")?,
+        bytes_sent: num("bytes_sent")? as u64,
+        bytes_lazy: num("bytes_lazy")? as u64,
+        phases: v["phases"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, x)| Some((k.clone(), x.as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let after = wait_status(
+        "the lazily moved memhog to verify its memory on host2",
+        || MemStatus::in_container(&hosts.host2, NAME),
+        |s| s.round > before.round,
+        poll,
+    )?;
+    check_continues(&after, &before, "lazy move host1 -> host2")?;
+    cli(&hosts.host2, &["rm", "-f", NAME])?;
+    guard.on = None;
+    Ok(sample)
 }
 
 /// The move report (`--output json`: one object on a line).
@@ -724,10 +832,30 @@ fn dd_bytes(text: &str) -> Option<u64> {
 struct SizeResult {
     mib: u64,
     ours: Vec<OursSample>,
+    lazy: Vec<LazySample>,
     manual: Vec<ManualSample>,
 }
 
 type OursReader = fn(&OursSample) -> Option<f64>;
+type LazyReader = fn(&LazySample) -> Option<f64>;
+
+/// The lazy move's numbers.
+const LAZY: [(&str, LazyReader); 12] = [
+    ("downtime (ms)", |l| Some(l.downtime)),
+    ("fully resident after (ms)", |l| Some(l.resident)),
+    ("total (ms)", |l| Some(l.total)),
+    ("phase dump (ms)", |l| l.phases.get("dump").copied()),
+    ("phase transfer (ms)", |l| l.phases.get("transfer").copied()),
+    ("phase restore (ms)", |l| l.phases.get("restore").copied()),
+    ("sent while frozen (MiB)", |l| Some(mib_of(l.bytes_sent))),
+    ("memory after the start (MiB)", |l| {
+        Some(mib_of(l.bytes_lazy))
+    }),
+    ("pages faulted on demand", |l| Some(l.faulted)),
+    ("pages pushed in the background", |l| Some(l.pushed)),
+    ("fault latency p50 (us)", |l| Some(l.fault_p50_us)),
+    ("fault latency p99 (us)", |l| Some(l.fault_p99_us)),
+];
 type ManualReader = fn(&ManualSample) -> Option<f64>;
 
 /// Rows compared with the manual path: name, ours, manual.
@@ -837,6 +965,29 @@ impl SizeResult {
     fn manual(&self, f: ManualReader) -> Option<f64> {
         median(self.manual.iter().filter_map(f).collect())
     }
+    fn lazy(&self, f: LazyReader) -> Option<f64> {
+        median(self.lazy.iter().filter_map(f).collect())
+    }
+    /// Median of the per-run ratios of the lazy downtime over the manual path's.
+    fn lazy_vs_manual(&self) -> Option<f64> {
+        median(
+            self.lazy
+                .iter()
+                .zip(&self.manual)
+                .map(|(l, m)| l.downtime / m.downtime)
+                .collect(),
+        )
+    }
+    /// Median of the per-run ratios of the lazy downtime over the cold move's.
+    fn lazy_vs_cold(&self) -> Option<f64> {
+        median(
+            self.lazy
+                .iter()
+                .zip(&self.ours)
+                .map(|(l, o)| l.downtime / o.first.downtime)
+                .collect(),
+        )
+    }
     /// Median of the per-run ratios ours/manual (runs are paired: same hosts, same run).
     fn paired_ratio(&self, fo: OursReader, fm: ManualReader) -> Option<f64> {
         median(
@@ -905,6 +1056,23 @@ impl Report<'_> {
                     cell(r.manual(f), false)
                 );
             }
+            for (name, f) in LAZY {
+                println!(
+                    "{:<52} {:>10}",
+                    format!("lazy: {name}"),
+                    cell(r.lazy(f), name.contains("MiB"))
+                );
+            }
+            println!(
+                "{:<52} {:>10}",
+                "lazy: downtime / manual (paired runs)",
+                r.lazy_vs_manual().map_or("-".into(), |x| format!("{x:.3}"))
+            );
+            println!(
+                "{:<52} {:>10}",
+                "lazy: downtime / cold (paired runs)",
+                r.lazy_vs_cold().map_or("-".into(), |x| format!("{x:.3}"))
+            );
         }
         println!();
         println!("targets:");
@@ -949,6 +1117,34 @@ impl Report<'_> {
                     "bytes on the wire at {} MiB <= manual: {x:.3} x, {}",
                     r.mib,
                     verdict(x <= 1.0)
+                ));
+            }
+        }
+        let lazy_down = |r: &SizeResult| r.lazy(|l| Some(l.downtime));
+        if let (Some(small), Some(large)) = (self.results.first(), self.results.last()) {
+            if large.mib > small.mib {
+                if let Some((a, b)) = lazy_down(large).zip(lazy_down(small)) {
+                    lines.push(format!(
+                        "lazy downtime at {} MiB <= 1.5 x at {} MiB: {:.2} x, {}",
+                        large.mib,
+                        small.mib,
+                        a / b,
+                        verdict(a / b <= 1.5)
+                    ));
+                }
+            }
+        }
+        if let Some(r) = self
+            .results
+            .iter()
+            .filter(|r| r.mib >= LARGE_MIB)
+            .max_by_key(|r| r.mib)
+        {
+            if let Some(x) = lazy_down(r).zip(r.manual(down.2)).map(|(a, b)| a / b) {
+                lines.push(format!(
+                    "lazy downtime at {} MiB < 0.1 x manual: {x:.3} x, {}",
+                    r.mib,
+                    verdict(x < 0.1)
                 ));
             }
         }
@@ -1005,9 +1201,22 @@ impl Report<'_> {
                         }),
                     );
                 }
+                let mut lazy = serde_json::Map::new();
+                for (name, f) in LAZY {
+                    lazy.insert(
+                        name.to_string(),
+                        json!({
+                            "median": r.lazy(f).map(round2),
+                            "runs": r.lazy.iter().map(|s| f(s).map(round2)).collect::<Vec<_>>(),
+                        }),
+                    );
+                }
+                lazy.insert("downtime / manual (paired)".into(), json!(r.lazy_vs_manual().map(round3)));
+                lazy.insert("downtime / cold (paired)".into(), json!(r.lazy_vs_cold().map(round3)));
                 json!({
                     "mib": r.mib,
                     "runs": r.ours.len().min(r.manual.len()),
+                    "lazy": lazy,
                     "compared": compared,
                     "ours": ours,
                     "manual": manual,

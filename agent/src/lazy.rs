@@ -35,6 +35,8 @@ pub struct LazyLanding {
     pub daemon: Option<runtime::criu::LazyPages>,
     /// The container being restored.
     pub container_id: Option<String>,
+    /// Why its memory can no longer arrive, once that happened.
+    pub lost: Option<String>,
 }
 
 /// The source side: carries what CRIU's page server (the other end of `sock`) writes to the
@@ -59,13 +61,22 @@ pub async fn relay_from_source(
     })
     .await
     .map_err(|_| "page relay closed before it opened".to_string())?;
+    // Test hook: the relay breaks after this many bytes (`MIGRATE_FAULT=lazy-relay-break=N`).
+    let break_at: Option<u64> =
+        crate::moves::fault("lazy-relay-break").and_then(|v| v.parse().ok());
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; RELAY_CHUNK];
         loop {
             match from_criu.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    relayed.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    let sent = relayed.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    if break_at.is_some_and(|b| sent + n as u64 >= b) {
+                        tracing::error!(
+                            "lazy-relay-break: cutting the page relay (injected fault)"
+                        );
+                        break;
+                    }
                     let msg = PageRelayMessage {
                         data: buf[..n].to_vec(),
                         ..Default::default()
@@ -161,6 +172,16 @@ pub async fn relay_to_target(
                         }
                     }
                     Ok(None) => {
+                        // The source ends the stream once its page server closed. Unless the
+                        // daemon's closing request was answered, pages are missing.
+                        if !lock(&traffic).closed {
+                            let reason =
+                                "the source ended the page relay before every page arrived";
+                            let a = agent.clone();
+                            let id = move_id.clone();
+                            let _ = tokio::task::spawn_blocking(move || stop_lost(&a, &id, reason))
+                                .await;
+                        }
                         let _ = to_daemon.shutdown().await;
                         break;
                     }
@@ -257,12 +278,14 @@ pub fn start_daemon(
 /// Target: waits for the daemon after it closed its end. `Ok` once every page is in place;
 /// otherwise the copy here is stopped.
 fn finish_daemon(agent: &Agent, move_id: &str) -> Result<(), String> {
-    let daemon = lock(&agent.lazy)
+    let (daemon, lost) = lock(&agent.lazy)
         .get_mut(move_id)
-        .and_then(|l| l.daemon.take());
-    let result = match daemon {
-        Some(d) => d.wait().map_err(|e| chain(&e)),
-        None => Err("the lazy-pages daemon never started".into()),
+        .map(|l| (l.daemon.take(), l.lost.clone()))
+        .unwrap_or_default();
+    let result = match (daemon, lost) {
+        (_, Some(lost)) => Err(lost),
+        (Some(d), None) => d.wait().map_err(|e| chain(&e)),
+        (None, None) => Err("the lazy-pages daemon never started".into()),
     };
     if let Err(e) = &result {
         stop_lost(agent, move_id, e);
@@ -278,8 +301,11 @@ pub fn stop_lost(agent: &Agent, move_id: &str, reason: &str) {
     let (id, daemon) = {
         let mut lazy = lock(&agent.lazy);
         match lazy.get_mut(move_id) {
-            Some(l) => (l.container_id.clone(), l.daemon.take()),
-            None => (None, None),
+            Some(l) if l.lost.is_none() => {
+                l.lost = Some(reason.to_string());
+                (l.container_id.clone(), l.daemon.take())
+            }
+            _ => (None, None),
         }
     };
     let Some(id) = id else {
@@ -332,6 +358,8 @@ struct PageTraffic {
     pushed: u64,
     bytes: u64,
     fault_latency: Vec<Duration>,
+    /// The daemon's closing request was answered: it has every page.
+    closed: bool,
     /// The stream did not parse; stop counting rather than count wrong.
     confused: bool,
 }
@@ -393,6 +421,7 @@ impl PageTraffic {
             self.current = self.outstanding.pop_front();
             if asked == 0 {
                 self.current = None;
+                self.closed = true;
                 continue;
             }
             let nr = u64::from_ne_bytes(header[8..16].try_into().unwrap_or_default());
@@ -473,8 +502,9 @@ mod tests {
             t.pages(piece, later);
         }
         t.requests(&iov(PS_IOV_FORCE_CLOSE, 0, 0), later);
+        assert!(!t.closed);
         t.pages(&0i32.to_ne_bytes(), later);
-        assert!(!t.confused);
+        assert!(!t.confused && t.closed);
         let s = t.stats();
         assert_eq!((s.pages_faulted, s.pages_pushed), (1, 16));
         assert_eq!(s.fault_p50_us, 3000);

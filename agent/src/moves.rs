@@ -596,33 +596,31 @@ async fn await_memory(
     frozen_at: Instant,
 ) -> Result<proto::v1::LazyStats, String> {
     let ran_at = Instant::now();
-    let dumped = loop {
-        tokio::select! {
-            done = &mut tail.dump => break done.map_err(|e| e.to_string()).and_then(|r| r),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => op.event(
-                "memory",
-                format!(
-                    "{} MiB of memory sent to {to}",
-                    tail.relayed.load(std::sync::atomic::Ordering::Relaxed) >> 20
-                ),
+    // The dump returns when its page server's socket closes, also when the relay broke: only
+    // the target's stats, sent once its daemon has every page, say the memory is all there.
+    let tick = || {
+        op.event(
+            "memory",
+            format!(
+                "{} MiB of memory sent to {to}",
+                tail.relayed.load(std::sync::atomic::Ordering::Relaxed) >> 20
             ),
+        )
+    };
+    let relayed = loop {
+        tokio::select! {
+            done = &mut tail.relay => break done.map_err(|e| e.to_string()).and_then(|r| r),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => tick(),
         }
     };
-    let relayed = tail.relayed.load(std::sync::atomic::Ordering::Relaxed);
-    match dumped {
-        Ok(()) => {
-            // Every page was served; the target's stats follow on the relay.
-            let stats = match tokio::time::timeout(Duration::from_secs(30), &mut tail.relay).await {
-                Ok(Ok(Ok(s))) => s,
-                other => {
-                    tracing::warn!(move.id = %op.id(), outcome = ?other.map(|r| r.map(|_| ())), "every page was served but the target sent no stats");
-                    tail.relay.abort();
-                    proto::v1::LazyStats {
-                        bytes: relayed,
-                        ..Default::default()
-                    }
-                }
-            };
+    // Closing the relay's socket ends a dump still waiting for requests.
+    let dumped = tail.dump.await.map_err(|e| e.to_string()).and_then(|r| r);
+    if let (Ok(_), Err(e)) = (&relayed, &dumped) {
+        tracing::warn!(move.id = %op.id(), error = %e, "the target has every page, but the lazy dump ended with an error");
+    }
+    let sent = tail.relayed.load(std::sync::atomic::Ordering::Relaxed);
+    match relayed {
+        Ok(stats) => {
             op.event(
                 "memory",
                 format!(
@@ -635,12 +633,11 @@ async fn await_memory(
             Ok(stats)
         }
         Err(e) => {
-            tail.relay.abort();
             let ran = ran_at.elapsed();
             let lost = format!(
                 "lazy move of {id} to {to} failed after it ran there for {:.1} s: its memory stopped arriving ({e}) with {} MiB sent; {to} stopped its copy, which cannot run without the rest",
                 ran.as_secs_f64(),
-                relayed >> 20,
+                sent >> 20,
                 id = rec.id
             );
             op.event("rollback", lost.clone());

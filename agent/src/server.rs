@@ -66,6 +66,9 @@ pub async fn serve(agent: Arc<Agent>) -> anyhow::Result<()> {
         let server = Server::builder()
             .tls_config(tls)
             .context("bad TLS config")?
+            // A peer that vanished mid-stream (a move's page relay) is noticed within ~30 s.
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
             .trace_fn(|req| tracing::info_span!("peer_rpc", rpc.method = %req.uri().path()))
             .add_service(svc)
             .serve_with_shutdown(addr, stopped());

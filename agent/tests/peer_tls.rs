@@ -86,8 +86,7 @@ impl Peer for EchoPeer {
     ) -> Result<Response<PeerDrillStepResponse>, Status> {
         Err(Status::unimplemented("tls test peer"))
     }
-    type PageRelayStream =
-        tokio_stream::wrappers::ReceiverStream<Result<PageRelayMessage, Status>>;
+    type PageRelayStream = tokio_stream::wrappers::ReceiverStream<Result<PageRelayMessage, Status>>;
     async fn page_relay(
         &self,
         _: Request<tonic::Streaming<PageRelayMessage>>,

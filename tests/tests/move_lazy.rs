@@ -272,3 +272,47 @@ fn lazy_move_is_refused_without_yes_or_with_a_small_pipe_max_size() {
         (mem(&hosts.host1).1 > round).then_some(())
     });
 }
+
+#[test]
+fn lazy_move_whose_relay_breaks_mid_way_ends_with_one_copy_and_says_what_was_lost() {
+    let _serial = serial();
+    migrate_tests::prereq::require_criu();
+    let mut hosts = TwoHosts::start();
+    // The source's relay stops after 32 MiB of the 128 MiB.
+    hosts
+        .host1
+        .set_env("MIGRATE_FAULT", &format!("lazy-relay-break={}", 32 << 20));
+    let b = memory_bundle(128);
+    start_web(&hosts, &b);
+    let (_, _, checksum) = wait_for("memhog to fill and verify", T, || {
+        let m = mem(&hosts.host1);
+        (m.0 == "ok" && m.1 >= 1).then_some(m)
+    });
+    let out = hosts
+        .host1
+        .cli(&["move", "web", "--to", "host2", "--mode", "lazy", "--yes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("lazy move with a broken relay: {err}");
+    assert!(!out.status.success(), "the move should fail");
+    assert!(
+        err.contains("failed after it ran there for")
+            && err.contains("MiB sent")
+            && err.contains("runs on host1 again from its checkpoint")
+            && err.contains("is lost"),
+        "the error must say what was lost: {err}"
+    );
+    // Exactly one copy: host2 removed its own, host1 runs again, with its memory intact.
+    assert!(hosts.host2.running().is_empty(), "host2 kept its copy");
+    assert!(
+        hosts.host2.runtime().list().unwrap().is_empty(),
+        "runtime state left on host2"
+    );
+    assert!(lazy_daemons().is_empty(), "a lazy-pages daemon was left");
+    assert_eq!(hosts.host1.running(), ["web"]);
+    let round = mem(&hosts.host1).1;
+    let (state, _, after) = wait_for("memhog to go on on host1", T, || {
+        let m = mem(&hosts.host1);
+        (m.0 != "ok" || m.1 > round).then_some(m)
+    });
+    assert_eq!((state.as_str(), after.as_str()), ("ok", checksum.as_str()));
+}

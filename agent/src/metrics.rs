@@ -24,6 +24,10 @@ pub struct Metrics {
     pub move_downtime: prometheus::Histogram,
     /// Compressed bytes moves sent to peers.
     pub move_bytes_sent: IntCounter,
+    /// Lazy moves: from the freeze until every page was on the target.
+    pub move_resident: prometheus::Histogram,
+    /// Lazy moves: pages that followed the container, by how (`faulted` on demand, `pushed`).
+    pub move_lazy_pages: IntCounterVec,
     /// Backups taken here.
     pub backups: IntCounter,
     /// How long backups froze their container.
@@ -91,6 +95,22 @@ impl Metrics {
             "Compressed bytes sent to peers by moves",
         )
         .expect("metric");
+        let move_resident = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "migrate_move_resident_seconds",
+                "Lazy moves: from the freeze until all memory was on the target",
+            )
+            .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        )
+        .expect("metric");
+        let move_lazy_pages = IntCounterVec::new(
+            Opts::new(
+                "migrate_move_lazy_pages_total",
+                "Lazy moves: pages that followed the container, faulted on demand or pushed",
+            ),
+            &["how"],
+        )
+        .expect("metric");
         let backups =
             IntCounter::new("migrate_backups_total", "Backups taken on this host").expect("metric");
         let backup_frozen = prometheus::Histogram::with_opts(
@@ -118,6 +138,8 @@ impl Metrics {
             Box::new(backup_bytes_sent.clone()),
             Box::new(move_downtime.clone()),
             Box::new(move_bytes_sent.clone()),
+            Box::new(move_resident.clone()),
+            Box::new(move_lazy_pages.clone()),
             Box::new(operations.clone()),
             Box::new(operation_seconds.clone()),
             Box::new(checkpoint_bytes.clone()),
@@ -135,6 +157,8 @@ impl Metrics {
             rpcs,
             move_downtime,
             move_bytes_sent,
+            move_resident,
+            move_lazy_pages,
             backups,
             backup_frozen,
             backup_bytes_added,

@@ -298,6 +298,14 @@ pub async fn move_out(
                 report.fault_p50_us = stats.fault_p50_us;
                 report.fault_p99_us = stats.fault_p99_us;
                 report.bytes_lazy = stats.bytes;
+                let m = &agent.metrics;
+                m.move_resident.observe(report.resident_ms as f64 / 1000.0);
+                m.move_lazy_pages
+                    .with_label_values(&["faulted"])
+                    .inc_by(stats.pages_faulted);
+                m.move_lazy_pages
+                    .with_label_values(&["pushed"])
+                    .inc_by(stats.pages_pushed);
                 lap(&mut report, "memory");
             }
             Err(e) => return Err(e),

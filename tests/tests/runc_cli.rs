@@ -160,7 +160,14 @@ fn lifecycle_with_runc_commands_state_and_exit_codes() {
     let pids: Vec<i64> = serde_json::from_str(&runc.ok(&["ps", "--format", "json", "c1"])).unwrap();
     assert!(pids.contains(&pid), "{pids:?}");
 
-    // exec: exit code and output come through.
+    // exec: exit code and output come through (once the container wrote its file: `start`
+    // returns when init was released, not when it ran).
+    wait_for("the container to write /tmp/s", T, || {
+        runc.run(&["exec", "c1", "test", "-s", "/tmp/s"])
+            .status
+            .success()
+            .then_some(())
+    });
     let out = runc.run(&["exec", "c1", "sh", "-c", "cat /tmp/s; exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "started\n");

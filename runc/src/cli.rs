@@ -169,6 +169,9 @@ pub struct RestoreArgs {
     pub bundle: Option<PathBuf>,
     #[arg(short, long)]
     pub detach: bool,
+    /// For a container with a terminal, detached: the unix socket that receives the new master.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
     /// The checkpoint's own choice is used; accepted for compatibility.

@@ -320,8 +320,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 .image_path
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("checkpoint"));
+            let (stdio, console) = process_stdio(a.detach, spec_terminal(&dir), &a.console_socket)?;
             let opts = RestoreOpts {
-                stdio: inherited_stdio()?,
+                stdio,
                 bundle: a.bundle.clone(),
                 // Back into the cgroup the spec names, as runc does.
                 cgroup_path: spec_cgroups_path(&dir.join("config.json")),
@@ -329,9 +330,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             };
             let (c, _, _) = rt.restore(&dir, &a.id, opts).map_err(err)?;
             copy_logs(&dir, &a.work_path);
+            let relay = relay(console)?;
             write_pid_file(&a.pid_file, c.pid())?;
             if !a.detach {
                 let code = c.wait().map_err(err)?;
+                if let Some(relay) = relay {
+                    relay.finish();
+                }
                 c.delete(true).map_err(err)?;
                 return Ok(ExitCode::from(code.clamp(0, 255) as u8));
             }

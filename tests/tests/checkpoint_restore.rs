@@ -15,7 +15,8 @@ fn counter_bundle() -> TestBundle {
     TestBundle::busybox(&[
         "sh",
         "-c",
-        "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; usleep 20000; done",
+        // Written atomically: a dump (or a reader) may come between truncate and write.
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; usleep 20000; done",
     ])
 }
 

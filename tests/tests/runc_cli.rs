@@ -738,3 +738,58 @@ fn terminal_flags_are_checked_as_runc_checks_them() {
     runc.ok(&["delete", "--force", "t4"]);
     assert_eq!(runc.ok(&["list", "-q"]), "");
 }
+
+#[test]
+fn terminal_container_checkpoints_and_restores_with_a_new_master() {
+    migrate_tests::prereq::require_criu();
+    let runc = Runc::new();
+    let b = terminal_bundle(&["sh"]);
+    let console = ConsoleSocket::new();
+    runc.ok(&[
+        "create",
+        "--bundle",
+        &path(b.path()),
+        "--console-socket",
+        &console.path(),
+        "ck",
+    ]);
+    let mut term = console.receive();
+    runc.ok(&["start", "ck"]);
+    term.type_line("X=kept-$((6*7)); echo set-$X");
+    term.expect("set-kept-42");
+
+    let images = runc.root.path().join("images");
+    runc.ok(&["checkpoint", "--image-path", &path(&images), "ck"]);
+    drop(term);
+    // Restored detached with a terminal: a console socket is needed, as with runc.
+    let err = failure(&runc.run(&[
+        "restore",
+        "--image-path",
+        &path(&images),
+        "--bundle",
+        &path(b.path()),
+        "--detach",
+        "ck",
+    ]));
+    assert!(err.contains("cannot allocate tty"), "{err}");
+    // CRIU makes a new pty; its master comes to the new console socket.
+    let console = ConsoleSocket::new();
+    runc.ok(&[
+        "restore",
+        "--image-path",
+        &path(&images),
+        "--bundle",
+        &path(b.path()),
+        "--detach",
+        "--console-socket",
+        &console.path(),
+        "ck",
+    ]);
+    let mut term = console.receive();
+    assert_eq!(runc.state("ck")["status"], "running");
+    term.type_line("echo restored-$X; tty");
+    let shown = term.expect("restored-kept-42");
+    assert!(shown.contains("restored-kept-42"), "{shown:?}");
+    term.expect("/dev/pts/");
+    runc.ok(&["delete", "--force", "ck"]);
+}

@@ -189,6 +189,9 @@ impl Container {
                 .collect(),
             external,
             empty_net_ns,
+            // A terminal container's pty master is outside the tree (the console socket's
+            // receiver holds it): CRIU dumps the slave as an orphan (as runc, always).
+            orphan_pts_master: true,
             lazy_pages: lazy,
             page_server: page_server.map(|fd| PageServer {
                 fd: Some(fd),

@@ -2,6 +2,7 @@
 //! id, in a new cgroup, with new stdio pipes. A failed restore leaves nothing behind.
 
 use std::fs;
+use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +22,7 @@ use crate::id::validate_id;
 use crate::process::plan::RootfsPlan;
 use crate::process::spawn::{ContainerStdio, Stdio};
 use crate::state::{NamespaceState, State, STATE_VERSION};
+use crate::syscall::tty;
 
 /// Options of a restore.
 pub struct RestoreOpts {
@@ -166,7 +168,17 @@ impl Runtime {
         .map_err(|e| wrap("create cgroup", e.into()))?;
         undo.cgroup = Some(cgroup.clone());
 
-        let (fds, stdio) = opts.stdio.into_fds().map_err(|e| wrap("set up stdio", e))?;
+        // A terminal container gets a new pty from CRIU, whose master goes to the console
+        // socket; other stdio replaces the dumped pipes.
+        let (console, fds, stdio) = match opts.stdio {
+            Stdio::Terminal { console_socket } => {
+                (Some(console_socket), Vec::new(), ContainerStdio::default())
+            }
+            other => {
+                let (fds, stdio) = other.into_fds().map_err(|e| wrap("set up stdio", e))?;
+                (None, Vec::from(fds), stdio)
+            }
+        };
         let mut inherit_fds = Vec::new();
         for (key, fd) in meta.state.stdio.iter().zip(fds) {
             if key.starts_with("pipe:") && !inherit_fds.iter().any(|(k, _)| k == key) {
@@ -207,10 +219,20 @@ impl Runtime {
             file_locks: meta.file_locks,
             empty_net_ns: meta.empty_net_ns,
             evasive_devices: true,
+            orphan_pts_master: true,
             ..Default::default()
         };
         let mut restored_pid = None;
         let outcome = criu.restore(&req, &mut |n: &mut notify::Notify| {
+            if n.script == notify::script::ORPHAN_PTS_MASTER {
+                let master =
+                    n.fd.take()
+                        .ok_or("orphan-pts-master came without a descriptor")?;
+                let console = console
+                    .as_ref()
+                    .ok_or("the checkpoint has a terminal: restore needs a console socket")?;
+                tty::send_fd(console.as_fd(), tty::CONSOLE_NAME, master.as_fd())?;
+            }
             if n.script == notify::script::SETUP_NAMESPACES && meta.empty_net_ns {
                 if let Some(pid) = n.pid {
                     loopback_up(pid)?;

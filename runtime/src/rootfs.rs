@@ -86,6 +86,9 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan, cgroup_v2: bool) -> Result<(), Step
             .map(Vec::as_slice)
             .unwrap_or(&[]),
     )?;
+    pivot(root)?;
+    // After pivot_root: the flag is for the container's own "/" (before it, a shared "/" makes
+    // pivot_root fail with EINVAL, and the flag would land on the old root).
     if let Some(prop) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         let (flags, _) = parse_options(&[prop.to_string()]);
         step(
@@ -99,7 +102,7 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan, cgroup_v2: bool) -> Result<(), Step
             ),
         )?;
     }
-    pivot(root)
+    Ok(())
 }
 
 /// After the spec's sysctls are written (they need a writable `/proc/sys`): masks and

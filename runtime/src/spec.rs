@@ -118,15 +118,12 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
                     path.display()
                 ));
             }
-            if typ == LinuxNamespaceType::Mount {
-                return Err("joining an existing mount namespace is not supported".into());
-            }
         }
     }
-    let new_mount_ns = namespaces
+    let mount_ns = namespaces
         .iter()
-        .any(|ns| ns.typ() == LinuxNamespaceType::Mount && ns.path().is_none());
-    if !new_mount_ns {
+        .any(|ns| ns.typ() == LinuxNamespaceType::Mount);
+    if !mount_ns {
         return Err("a new mount namespace is required".into());
     }
     let has_ns = |t| namespaces.iter().any(|ns| ns.typ() == t);

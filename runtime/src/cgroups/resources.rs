@@ -171,6 +171,15 @@ fn memory_v1(memory: &LinuxMemory, current_limit: Option<u64>) -> Result<Vec<Set
             reservation,
         ));
     }
+    if let Some(swappiness) = memory.swappiness() {
+        if swappiness > 100 {
+            return Err(format!("memory swappiness {swappiness} is above 100"));
+        }
+        out.push(Setting::new("memory", "memory.swappiness", swappiness));
+    }
+    if memory.disable_oom_killer() == Some(true) {
+        out.push(Setting::new("memory", "memory.oom_control", 1));
+    }
     Ok(out)
 }
 

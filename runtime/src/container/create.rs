@@ -125,6 +125,7 @@ impl Runtime {
             "status": "creating",
             "pid": pid,
             "bundle": bundle.dir,
+            "annotations": bundle.spec.annotations().clone().unwrap_or_default(),
         });
         for (kind, place) in [
             ("prestart", hooks::Place::Runtime),

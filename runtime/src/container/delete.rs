@@ -55,7 +55,9 @@ impl Container {
             .map_err(|e| Error::io("remove state directory", &self.dir, e))?;
         // Poststop hooks cannot undo a deletion: their failures do not fail it (as runc).
         if let Some(spec) = spec {
-            let _ = hooks::run(&spec, "poststop", &state, hooks::Place::Runtime);
+            for e in hooks::run_all(&spec, "poststop", &state, hooks::Place::Runtime) {
+                eprintln!("warning: {e}");
+            }
         }
         Ok(())
     }

@@ -53,6 +53,23 @@ pub fn run(spec: &Spec, kind: &str, state: &serde_json::Value, place: Place) -> 
     Ok(())
 }
 
+/// Runs every hook of `kind`, in order, whatever the earlier ones did; the failures are
+/// returned (for `poststart` and `poststop`, which the spec says only warn).
+pub fn run_all(spec: &Spec, kind: &str, state: &serde_json::Value, place: Place) -> Vec<Error> {
+    of(spec, kind)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, hook)| {
+            run_one(hook, state, place)
+                .err()
+                .map(|message| Error::Hook {
+                    hook: format!("{kind}[{i}] {}", hook.path().display()),
+                    message,
+                })
+        })
+        .collect()
+}
+
 fn run_one(
     hook: &Hook,
     state: &serde_json::Value,

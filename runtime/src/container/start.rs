@@ -43,7 +43,9 @@ impl Container {
         file.write_all(&[0])
             .map_err(|e| Error::io("write to", &fifo, e))?;
         fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))?;
-        hooks::run(&spec, "poststart", &self.oci_state(), hooks::Place::Runtime)
-            .map_err(stop_on_error)
+        for e in hooks::run_all(&spec, "poststart", &self.oci_state(), hooks::Place::Runtime) {
+            eprintln!("warning: {e}");
+        }
+        Ok(())
     }
 }

@@ -84,10 +84,9 @@ fn memory_swappiness_and_oom_killer_are_set_on_v1() {
 
     let mut bad = TestBundle::busybox(&["true"]);
     bad.edit(|s| s["linux"]["resources"]["memory"] = json!({"swappiness": 101}));
-    let e =
-        t.rt.create("badswap", bad.path(), Default::default())
-            .err()
-            .expect("swappiness 101 must be refused");
+    let Err(e) = t.rt.create("badswap", bad.path(), Default::default()) else {
+        panic!("swappiness 101 must be refused");
+    };
     assert!(
         migrate_tests::rt::chain(&e).contains("swappiness 101"),
         "{}",

@@ -277,20 +277,31 @@ fn mem_status(c: &Container) -> (String, u64, String) {
     })
 }
 
-#[test]
-fn memory_workload_survives_with_its_checksum() {
-    require_criu();
-    let t = TestRuntime::new();
+/// A running container whose init is `memhog 64 /tmp/mem`.
+fn memhog(t: &TestRuntime, id: &str) -> (Container, TestBundle, runtime::ContainerStdio) {
     let b = TestBundle::busybox(&["/bin/memhog", "64", "/tmp/mem"]);
     b.add_file(
         &migrate_tests::bundle::static_program("memhog"),
         "/bin/memhog",
     );
-    let (c, _io) = t.run("memhog", b.path());
-    let (state, _, sum) = wait_for("memhog to fill and verify", T, || {
-        let s = mem_status(&c);
+    let (c, io) = t.run(id, b.path());
+    (c, b, io)
+}
+
+/// memhog's status once it has verified its memory at least once.
+fn verified(c: &Container) -> (String, u64, String) {
+    wait_for("memhog to fill and verify", T, || {
+        let s = mem_status(c);
         (s.1 >= 2).then_some(s)
-    });
+    })
+}
+
+#[test]
+fn memory_workload_survives_with_its_checksum() {
+    require_criu();
+    let t = TestRuntime::new();
+    let (c, _b, _io) = memhog(&t, "memhog");
+    let (state, _, sum) = verified(&c);
     assert_eq!(state, "ok");
     assert!(c.stats().unwrap().memory_usage > 64 << 20);
     let images = tempfile::tempdir_in("/run").unwrap();
@@ -519,16 +530,8 @@ fn failed_restore_leaves_nothing_behind() {
 fn lazy_checkpoint_restores_with_memory_fetched_over_a_socket() {
     require_criu();
     let t = TestRuntime::new();
-    let b = TestBundle::busybox(&["/bin/memhog", "64", "/tmp/mem"]);
-    b.add_file(
-        &migrate_tests::bundle::static_program("memhog"),
-        "/bin/memhog",
-    );
-    let (c, _io) = t.run("lazysrc", b.path());
-    let (_, _, sum) = wait_for("memhog to fill and verify", T, || {
-        let s = mem_status(&c);
-        (s.1 >= 2).then_some(s)
-    });
+    let (c, _b, _io) = memhog(&t, "lazysrc");
+    let (_, _, sum) = verified(&c);
     let images = tempfile::tempdir_in("/run").unwrap();
     let (server, client) = std::os::unix::net::UnixStream::pair().unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

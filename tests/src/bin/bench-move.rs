@@ -408,9 +408,18 @@ fn check_continues(s: &MemStatus, before: &MemStatus, what: &str) -> Result<()> 
 
 // ---- ours ----
 
-fn run_ours(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<OursSample> {
+/// How often memhog's status is read.
+const POLL: Duration = Duration::from_millis(100);
+
+/// memhog (`mib` MiB) running as `NAME` on host1 once it has filled its memory; the guard
+/// removes it from wherever it is at the end.
+fn start_memhog<'a>(
+    hosts: &'a TwoHosts,
+    env: &Tools,
+    mib: u64,
+) -> Result<(migrate_tests::TestBundle, AgentContainer<'a>)> {
     let b = memhog_bundle(&env.memhog, mib, None);
-    let mut guard = AgentContainer {
+    let guard = AgentContainer {
         hosts,
         name: NAME,
         on: Some("host1"),
@@ -419,13 +428,17 @@ fn run_ours(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<OursSample> {
         &hosts.host1,
         &["run", NAME, "--bundle", &b.path().display().to_string()],
     )?;
-    let poll = Duration::from_millis(100);
     wait_status(
         "memhog to fill its memory on host1",
         || MemStatus::in_container(&hosts.host1, NAME),
         |s| s.round >= 1,
-        poll,
+        POLL,
     )?;
+    Ok((b, guard))
+}
+
+fn run_ours(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<OursSample> {
+    let (_b, mut guard) = start_memhog(hosts, env, mib)?;
     let log_marks = (hosts.host1.log().len(), hosts.host2.log().len());
     let mut moves = Vec::new();
     for (from, to) in [("host1", "host2"), ("host2", "host1"), ("host1", "host2")] {
@@ -442,7 +455,7 @@ fn run_ours(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<OursSample> {
             &format!("the moved memhog to verify its memory on {to}"),
             || MemStatus::in_container(dst, NAME),
             |s| s.round > before.round,
-            poll,
+            POLL,
         )?;
         check_continues(&after, &before, &format!("move {from} -> {to}"))?;
         moves.push(nums);
@@ -465,23 +478,7 @@ fn run_ours(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<OursSample> {
 }
 
 fn run_lazy(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<LazySample> {
-    let b = memhog_bundle(&env.memhog, mib, None);
-    let mut guard = AgentContainer {
-        hosts,
-        name: NAME,
-        on: Some("host1"),
-    };
-    cli(
-        &hosts.host1,
-        &["run", NAME, "--bundle", &b.path().display().to_string()],
-    )?;
-    let poll = Duration::from_millis(100);
-    wait_status(
-        "memhog to fill its memory on host1",
-        || MemStatus::in_container(&hosts.host1, NAME),
-        |s| s.round >= 1,
-        poll,
-    )?;
+    let (_b, mut guard) = start_memhog(hosts, env, mib)?;
     let before = MemStatus::in_container(&hosts.host1, NAME)
         .context("read memhog's status on host1 before the lazy move")?;
     let out = cli(
@@ -519,7 +516,7 @@ fn run_lazy(hosts: &TwoHosts, env: &Tools, mib: u64) -> Result<LazySample> {
         "the lazily moved memhog to verify its memory on host2",
         || MemStatus::in_container(&hosts.host2, NAME),
         |s| s.round > before.round,
-        poll,
+        POLL,
     )?;
     check_continues(&after, &before, "lazy move host1 -> host2")?;
     cli(&hosts.host2, &["rm", "-f", NAME])?;

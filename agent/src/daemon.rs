@@ -512,6 +512,7 @@ impl Agent {
             .catalog
             .fail_interrupted_operations(crate::ops::now_ms())?;
         crate::backups::recover(self, &interrupted);
+        crate::lazy::recover(self);
         // No transfer survives a restart.
         self.sweep_stages(Duration::ZERO);
         tokio::spawn(crate::moves::recover(self.clone(), interrupted));

@@ -37,6 +37,43 @@ pub struct LazyLanding {
     pub container_id: Option<String>,
     /// Why its memory can no longer arrive, once that happened.
     pub lost: Option<String>,
+    /// Holds the relay's end open should this agent die (see [`Keeper`]).
+    pub keeper: Option<Keeper>,
+}
+
+/// A process that holds a copy of the relay's end of the daemon's socket, so that if this
+/// agent dies the daemon sees a silent page server, not a closed one. A daemon that loses its
+/// page server exits and closes the container's userfaultfd, and the kernel would then hand
+/// zero pages to the container wherever memory is missing; a silent one leaves the faulting
+/// threads blocked until the restarted agent removes the container ([`recover`]). Killed when
+/// the move's landing ends.
+pub struct Keeper(std::process::Child);
+
+/// The name keepers carry on their command line (`ps`), followed by the move id.
+const KEEPER_TAG: &str = "migrate-lazy-keeper-";
+
+impl Keeper {
+    fn start(move_id: &str, end: &impl std::os::fd::AsRawFd) -> Result<Keeper, String> {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args([
+            "-c",
+            "while :; do sleep 3600; done",
+            &format!("{KEEPER_TAG}{move_id}"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        runtime::syscall::process::spawn_with_fds(&mut cmd, &[(end.as_raw_fd(), 3)])
+            .map(Keeper)
+            .map_err(|e| format!("cannot start the page relay's keeper: {e}"))
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The source side: carries what CRIU's page server (the other end of `sock`) writes to the
@@ -61,9 +98,10 @@ pub async fn relay_from_source(
     })
     .await
     .map_err(|_| "page relay closed before it opened".to_string())?;
-    // Test hook: the relay breaks after this many bytes (`MIGRATE_FAULT=lazy-relay-break=N`).
-    let break_at: Option<u64> =
-        crate::moves::fault("lazy-relay-break").and_then(|v| v.parse().ok());
+    // Test hooks: after this many bytes the relay breaks (`MIGRATE_FAULT=lazy-relay-break=N`)
+    // or stalls, open but silent (`lazy-relay-stall=N`).
+    let bytes_of = |name: &str| crate::moves::fault(name).and_then(|v| v.parse::<u64>().ok());
+    let (break_at, stall_at) = (bytes_of("lazy-relay-break"), bytes_of("lazy-relay-stall"));
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; RELAY_CHUNK];
         loop {
@@ -76,6 +114,12 @@ pub async fn relay_from_source(
                             "lazy-relay-break: cutting the page relay (injected fault)"
                         );
                         break;
+                    }
+                    if stall_at.is_some_and(|b| sent + n as u64 >= b) {
+                        tracing::error!(
+                            "lazy-relay-stall: the page relay stops moving (injected fault)"
+                        );
+                        std::future::pending::<()>().await;
                     }
                     let msg = PageRelayMessage {
                         data: buf[..n].to_vec(),
@@ -135,6 +179,7 @@ pub async fn relay_to_target(
     }
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| Status::internal(format!("socketpair: {e}")))?;
+    let keeper = Keeper::start(&move_id, &ours).map_err(Status::internal)?;
     {
         let mut lazy = agent.lazy.lock().unwrap_or_else(|e| e.into_inner());
         if lazy.contains_key(&move_id) {
@@ -146,6 +191,7 @@ pub async fn relay_to_target(
             move_id.clone(),
             LazyLanding {
                 daemon_end: Some(theirs.into()),
+                keeper: Some(keeper),
                 ..Default::default()
             },
         );
@@ -269,6 +315,12 @@ pub fn start_daemon(
     let criu = runtime::criu::Criu::locate().map_err(|e| chain(&e))?;
     let daemon = criu.lazy_pages(dir, end).map_err(|e| chain(&e))?;
     tracing::info!(move.id = %move_id, pid = daemon.pid().unwrap_or(0), "lazy-pages daemon ready");
+    journal(
+        agent,
+        move_id,
+        MEMORY_FOLLOWS,
+        "the lazy-pages daemon fetches the memory",
+    );
     if let Some(l) = lock(&agent.lazy).get_mut(move_id) {
         l.daemon = Some(daemon);
     }
@@ -287,11 +339,99 @@ fn finish_daemon(agent: &Agent, move_id: &str) -> Result<(), String> {
         (Some(d), None) => d.wait().map_err(|e| chain(&e)),
         (None, None) => Err("the lazy-pages daemon never started".into()),
     };
-    if let Err(e) = &result {
-        stop_lost(agent, move_id, e);
+    match &result {
+        Ok(()) => journal(agent, move_id, RESIDENT, "every page arrived"),
+        Err(e) => stop_lost(agent, move_id, e),
     }
     lock(&agent.lazy).remove(move_id);
     result
+}
+
+/// Journal steps of a lazy move on the target: the daemon started, every page arrived.
+const MEMORY_FOLLOWS: &str = "memory-follows";
+const RESIDENT: &str = "resident";
+
+fn journal(agent: &Agent, move_id: &str, step: &str, detail: &str) {
+    let _ = agent.catalog.journal(&crate::catalog::JournalEntry {
+        operation_id: move_id.to_string(),
+        step: step.into(),
+        detail: detail.into(),
+        unix_ms: crate::ops::now_ms(),
+    });
+}
+
+/// Target, at start (before containers are re-adopted): a lazy move whose memory was still
+/// arriving when this agent stopped lost its page source with it, and its daemon has exited:
+/// the container may have read zeros where its pages were missing. It is removed; the source
+/// still has its frozen copy and thaws it once it learns the move was aborted.
+pub fn recover(agent: &Arc<Agent>) {
+    let lost: Vec<(String, String)> = agent
+        .catalog
+        .operations(200)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o.kind == "move-in")
+        .filter(|o| {
+            let steps: Vec<String> = agent
+                .catalog
+                .journal_of(&o.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.step)
+                .collect();
+            let has = |s: &str| steps.iter().any(|x| x == s);
+            has(MEMORY_FOLLOWS) && !has(RESIDENT) && !has("aborted") && !has("committed")
+        })
+        .map(|o| (o.id, o.container_id))
+        .collect();
+    // Freeze first: once its daemon goes, a container would read zeros for missing pages.
+    for (_, id) in &lost {
+        if let Some(c) = agent.live(id) {
+            let _ = c.pause();
+        }
+    }
+    // No lazy move survives a restart: their daemons (blocked on a silent page server) and
+    // keepers go.
+    let scratch = agent.config.scratch_dir().display().to_string();
+    for pid in processes_whose_cmdline(|c| {
+        c.contains(KEEPER_TAG) || (c.contains("lazy-pages") && c.contains(&scratch))
+    }) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    for (move_id, id) in lost {
+        tracing::error!(move.id = %move_id, container.id = %id, "the agent stopped while a lazy move's memory was still arriving: removing the copy");
+        lock(&agent.lazy).insert(
+            move_id.clone(),
+            LazyLanding {
+                container_id: Some(id),
+                ..Default::default()
+            },
+        );
+        stop_lost(
+            agent,
+            &move_id,
+            "this agent stopped while the container's memory was still arriving",
+        );
+        lock(&agent.lazy).remove(&move_id);
+    }
+}
+
+/// Pids of the processes whose command line (arguments joined by spaces) matches.
+fn processes_whose_cmdline(matches: impl Fn(&str) -> bool) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| matches(&String::from_utf8_lossy(&c).replace('\0', " ")))
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// Target: the container's missing memory cannot arrive any more. Freeze it first, so no
@@ -330,12 +470,12 @@ pub fn stop_lost(agent: &Agent, move_id: &str, reason: &str) {
     }
     let _ = agent.catalog.delete_container(&id);
     // The source learns from this that its frozen copy is the only one left.
-    let _ = agent.catalog.journal(&crate::catalog::JournalEntry {
-        operation_id: move_id.to_string(),
-        step: "aborted".into(),
-        detail: format!("lost its page source: {reason}"),
-        unix_ms: crate::ops::now_ms(),
-    });
+    journal(
+        agent,
+        move_id,
+        "aborted",
+        &format!("lost its page source: {reason}"),
+    );
 }
 
 /// Page-server protocol on the target's relay: the daemon's requests and the source's

@@ -316,3 +316,58 @@ fn lazy_move_whose_relay_breaks_mid_way_ends_with_one_copy_and_says_what_was_los
     });
     assert_eq!((state.as_str(), after.as_str()), ("ok", checksum.as_str()));
 }
+
+#[test]
+fn target_agent_killed_while_memory_arrives_ends_with_one_copy() {
+    let _serial = serial();
+    migrate_tests::prereq::require_criu();
+    let mut hosts = TwoHosts::start();
+    // The relay stalls after 32 MiB: the container runs on host2 with most memory missing.
+    hosts
+        .host1
+        .set_env("MIGRATE_FAULT", &format!("lazy-relay-stall={}", 32 << 20));
+    let b = memory_bundle(128);
+    start_web(&hosts, &b);
+    let (_, _, checksum) = wait_for("memhog to fill and verify", T, || {
+        let m = mem(&hosts.host1);
+        (m.0 == "ok" && m.1 >= 1).then_some(m)
+    });
+    let mover = hosts
+        .host1
+        .spawn_cli(&["move", "web", "--to", "host2", "--mode", "lazy", "--yes"]);
+    wait_for("the relay to stall", T, || {
+        hosts.host1.log().contains("lazy-relay-stall").then_some(())
+    });
+    hosts.host2.kill9();
+    hosts.host2.restart();
+    let out = mover.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("lazy move with the target agent killed: {err}");
+    assert!(!out.status.success(), "the move should fail");
+    assert!(err.contains("failed after it ran there for"), "{err}");
+    // host2 removed the copy that lost its page source when its agent came back.
+    wait_for("host2 to remove its copy", T, || {
+        (hosts.host2.running().is_empty() && hosts.host2.runtime().list().unwrap().is_empty())
+            .then_some(())
+    });
+    assert!(
+        hosts
+            .host2
+            .log()
+            .contains("memory was still arriving: removing the copy"),
+        "host2 did not say why it removed the copy"
+    );
+    // host1 has the only copy: thawed with its memory, or still frozen if host2 could not be
+    // asked in time (then `migrate resume` is the operator's call, made here).
+    if !err.contains("runs on host1 again") {
+        assert!(err.contains("stays frozen"), "{err}");
+        hosts.host1.ok(&["resume", "web"]);
+    }
+    assert_eq!(hosts.host1.running(), ["web"]);
+    let round = mem(&hosts.host1).1;
+    let (state, _, after) = wait_for("memhog to go on on host1", T, || {
+        let m = mem(&hosts.host1);
+        (m.0 != "ok" || m.1 > round).then_some(m)
+    });
+    assert_eq!((state.as_str(), after.as_str()), ("ok", checksum.as_str()));
+}

@@ -235,7 +235,14 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": runtime::seccomp::ACTIONS,
+                "operators": runtime::seccomp::OPERATORS,
+                "archs": runtime::seccomp::ARCHES,
+                "knownFlags": runtime::seccomp::FLAGS,
+                "supportedFlags": runtime::seccomp::FLAGS
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         },

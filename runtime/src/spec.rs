@@ -160,6 +160,10 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
             return Err(format!("mount {name} has an invalid option {bad:?}"));
         }
     }
+    // The seccomp profile must compile; the filter is built again where it is installed.
+    if let Some(seccomp) = linux.seccomp() {
+        crate::seccomp::compile(seccomp).map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 

@@ -252,6 +252,25 @@ fn spec_and_features() {
         .as_array()
         .unwrap()
         .contains(&Value::from("pid")));
+    let seccomp = &f["linux"]["seccomp"];
+    assert_eq!(seccomp["enabled"], true);
+    for (list, item) in [
+        ("actions", "SCMP_ACT_ERRNO"),
+        ("operators", "SCMP_CMP_MASKED_EQ"),
+        ("archs", "SCMP_ARCH_X86_64"),
+    ] {
+        assert!(
+            seccomp[list]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(item)),
+            "{list}: {seccomp}"
+        );
+    }
+    assert!(!seccomp["actions"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("SCMP_ACT_NOTIFY")));
 }
 
 #[test]

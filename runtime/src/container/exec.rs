@@ -90,6 +90,7 @@ impl Container {
             init_pid: self.state.pid,
             process,
             console: fds.console.is_some(),
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         };
         let mut helper = spawn_helper(&self.helper, "exec", fds)?;
         let started = self.start_exec(&mut helper.sock, &plan);

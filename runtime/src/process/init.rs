@@ -14,11 +14,12 @@ use std::str::FromStr;
 
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
-use oci_spec::runtime::{LinuxNamespaceType, Process};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
 
 use super::channel::{self, Message};
 use super::plan::{ExecPlan, InitPlan};
 use crate::rootfs::{self, StepError};
+use crate::seccomp::Filter;
 use crate::syscall::process::{self as sys, ForkResult};
 use crate::syscall::tty;
 
@@ -199,10 +200,11 @@ fn prepare_init(
             fs::write("/proc/self/oom_score_adj", adj.to_string()),
         )?;
     }
-    let exe = finish_process(process)?;
+    let seccomp = step("compile seccomp filter", Filter::from_spec(spec))?;
+    let exe = finish_process(process, seccomp.as_ref())?;
     step("report ready", channel::send(sock, &Message::Ready))?;
     wait_for_start(fifo)?;
-    exec(&exe, process)
+    exec(&exe, process, seccomp.as_ref())
 }
 
 /// Gives the calling session leader a terminal, as runc does: a pty from the container's own
@@ -305,7 +307,7 @@ fn mount_console_at(slave: &Path) -> Result<(), StepError> {
 
 /// Applies everything of `process` that belongs to the new process itself and resolves its
 /// executable: rlimits, umask, user and groups, capabilities, no_new_privs, cwd.
-fn finish_process(process: &Process) -> Result<PathBuf, StepError> {
+fn finish_process(process: &Process, seccomp: Option<&Filter>) -> Result<PathBuf, StepError> {
     for rl in process.rlimits().iter().flatten() {
         let name = rl.typ().to_string();
         let resource =
@@ -317,6 +319,11 @@ fn finish_process(process: &Process) -> Result<PathBuf, StepError> {
     }
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    // As runc: without no_new_privs the filter needs CAP_SYS_ADMIN, so it goes in before the
+    // capabilities are dropped; with it, as late as possible (see `exec`).
+    if let Some(filter) = seccomp.filter(|_| !process.no_new_privileges().unwrap_or(false)) {
+        step("install seccomp filter", filter.install())?;
     }
     set_user_and_capabilities(process)?;
     if process.no_new_privileges().unwrap_or(false) {
@@ -429,7 +436,7 @@ fn wait_for_start(mut fifo: fs::File) -> Result<(), StepError> {
     Ok(())
 }
 
-fn exec(exe: &Path, process: &Process) -> Result<Never, StepError> {
+fn exec(exe: &Path, process: &Process, seccomp: Option<&Filter>) -> Result<Never, StepError> {
     let cstr = |s: &str| CString::new(s).map_err(|e| ("exec".to_string(), e.to_string()));
     let args: Vec<CString> = process
         .args()
@@ -446,6 +453,10 @@ fn exec(exe: &Path, process: &Process) -> Result<Never, StepError> {
     let path = cstr(&exe.to_string_lossy())?;
     step("reset SIGPIPE", sys::reset_sigpipe())?;
     step("close inherited fds", sys::cloexec_from(3))?;
+    // With no_new_privs the filter goes in last, so the profile only has to allow execve.
+    if let Some(filter) = seccomp.filter(|_| process.no_new_privileges().unwrap_or(false)) {
+        step("install seccomp filter", filter.install())?;
+    }
     let err = nix::unistd::execve(&path, &args, &env).unwrap_err();
     Err((format!("exec {}", exe.display()), err.to_string()))
 }
@@ -546,7 +557,7 @@ fn helper_exec(mut sock: UnixStream) -> i32 {
         Err(e) => fail(&mut sock, ("fork".into(), e.to_string())),
         Ok(ForkResult::Child) => {
             drop((go_w, err_r));
-            let err = match exec_child(go_r, &plan.process, console) {
+            let err = match exec_child(go_r, &plan.process, plan.seccomp.as_ref(), console) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -575,8 +586,13 @@ fn helper_exec(mut sock: UnixStream) -> i32 {
 fn exec_child(
     go: OwnedFd,
     process: &Process,
+    seccomp: Option<&LinuxSeccomp>,
     console: Option<OwnedFd>,
 ) -> Result<Never, StepError> {
+    let seccomp = step(
+        "compile seccomp filter",
+        seccomp.map(crate::seccomp::compile).transpose(),
+    )?;
     let mut byte = [0u8; 1];
     step(
         "wait for cgroup placement",
@@ -586,8 +602,8 @@ fn exec_child(
         step("setsid", nix::unistd::setsid())?;
         setup_terminal(console, process, false)?;
     }
-    let exe = finish_process(process)?;
-    exec(&exe, process)
+    let exe = finish_process(process, seccomp.as_ref())?;
+    exec(&exe, process, seccomp.as_ref())
 }
 
 /// Parent half of exec: PID out, "go" in, then Ready or the child's error out. Returns whether

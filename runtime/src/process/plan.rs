@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::state::RootfsMode;
@@ -49,4 +49,7 @@ pub struct ExecPlan {
     pub process: Process,
     /// The helper holds a console socket on `CONSOLE_FD`: give the process a pty.
     pub console: bool,
+    /// The container's seccomp profile, which an exec'd process gets too (as with runc).
+    #[serde(default)]
+    pub seccomp: Option<LinuxSeccomp>,
 }

@@ -4,5 +4,6 @@
 
 pub mod criu;
 pub mod process;
+pub mod seccomp;
 pub mod signals;
 pub mod tty;

@@ -81,6 +81,15 @@ pub enum CgroupError {
         /// What is wrong.
         reason: String,
     },
+    /// The spec asks for a resource this host's cgroups cannot enforce (its controller or
+    /// control file is missing, or the cgroup version has no such setting).
+    #[error("cannot apply {setting}: {reason}")]
+    Unsupported {
+        /// The spec setting, e.g. `linux.resources.blockIO.weight`.
+        setting: String,
+        /// Why, naming the controller or file.
+        reason: String,
+    },
     /// Writing a pid into `cgroup.procs` failed.
     #[error("failed to add process {pid} to {path}")]
     AddProcess {

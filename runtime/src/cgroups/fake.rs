@@ -55,6 +55,12 @@ pub(super) fn v1_without_cpuset() -> Fake {
     v1_with(&names, true)
 }
 
+/// A hybrid v1 host like this one with more hierarchies (such as `net_cls,net_prio`).
+pub(super) fn v1_plus(extra: &[&str]) -> Fake {
+    let names: Vec<&str> = V1_HIERARCHIES.iter().chain(extra).copied().collect();
+    v1_with(&names, true)
+}
+
 fn v1_with(names: &[&str], unified: bool) -> Fake {
     let (dir, root) = tempdir();
     for name in names {

@@ -11,6 +11,7 @@ pub mod criu;
 pub mod error;
 pub mod factory;
 pub mod id;
+pub mod lsm;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -46,6 +46,10 @@ impl Bundle {
             reason,
         };
         validate(&spec).map_err(bad)?;
+        // AppArmor and SELinux are not applied: a warning without the module, refused with it.
+        for warning in crate::lsm::check(&spec, &crate::lsm::Host::detect()).map_err(bad)? {
+            eprintln!("warning: {warning}");
+        }
         let root = spec
             .root()
             .as_ref()

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
 
@@ -112,9 +112,6 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
         if !seen.insert(typ) {
             return Err(format!("namespace {typ} is listed twice"));
         }
-        if typ == LinuxNamespaceType::User {
-            return Err("user namespaces are not supported".into());
-        }
         if let Some(path) = ns.path() {
             if !path.exists() {
                 return Err(format!(
@@ -124,16 +121,17 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
             }
         }
     }
-    let mount_ns = namespaces
-        .iter()
-        .any(|ns| ns.typ() == LinuxNamespaceType::Mount);
-    if !mount_ns {
-        return Err("a new mount namespace is required".into());
-    }
     let has_ns = |t| namespaces.iter().any(|ns| ns.typ() == t);
+    validate_user_namespace(spec, linux)?;
+    // Without a mount namespace init stays in the runtime's (the host's) and enters its root
+    // with chroot; a user namespace could not mount anything there.
+    if has_ns(LinuxNamespaceType::User) && !has_ns(LinuxNamespaceType::Mount) {
+        return Err("a user namespace needs a mount namespace too".into());
+    }
     if spec.hostname().is_some() && !has_ns(LinuxNamespaceType::Uts) {
         return Err("hostname is set but there is no uts namespace".into());
     }
+    validate_sysctl_namespaces(linux, &namespaces)?;
     for mount in spec.mounts().iter().flatten() {
         let dest = mount.destination();
         let name = dest.display();
@@ -167,6 +165,176 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
     // The seccomp profile must compile; the filter is built again where it is installed.
     if let Some(seccomp) = linux.seccomp() {
         crate::seccomp::compile(seccomp).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A new user namespace needs both mappings, and they must map the container's root (init
+/// becomes uid and gid 0 there before it builds the rootfs) and the process's user and groups.
+/// A namespace joined by path keeps its own mappings; mappings without a user namespace are
+/// refused, as runc does.
+fn validate_user_namespace(spec: &Spec, linux: &Linux) -> std::result::Result<(), String> {
+    let user_ns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .find(|ns| ns.typ() == LinuxNamespaceType::User);
+    let uids = linux.uid_mappings().as_deref().unwrap_or(&[]);
+    let gids = linux.gid_mappings().as_deref().unwrap_or(&[]);
+    let Some(user_ns) = user_ns else {
+        if !uids.is_empty() || !gids.is_empty() {
+            return Err("uidMappings or gidMappings are set but there is no user namespace".into());
+        }
+        return Ok(());
+    };
+    if user_ns.path().is_some() {
+        if !uids.is_empty() || !gids.is_empty() {
+            return Err(
+                "uidMappings and gidMappings cannot be set for a user namespace joined by path (it has its own)"
+                    .into(),
+            );
+        }
+        return Ok(());
+    }
+    for (name, map) in [("uidMappings", uids), ("gidMappings", gids)] {
+        check_id_mappings(name, map)?;
+    }
+    let user = spec.process().as_ref().map(|p| p.user());
+    let mut wanted_uids = vec![("the container's root", 0)];
+    let mut wanted_gids = vec![("the container's root", 0)];
+    if let Some(user) = user {
+        wanted_uids.push(("process.user.uid", user.uid()));
+        wanted_gids.push(("process.user.gid", user.gid()));
+        for gid in user.additional_gids().iter().flatten() {
+            wanted_gids.push(("process.user.additionalGids", *gid));
+        }
+    }
+    for (name, map, wanted) in [
+        ("uidMappings", uids, wanted_uids),
+        ("gidMappings", gids, wanted_gids),
+    ] {
+        for (what, id) in wanted {
+            if host_id(map, id).is_none() {
+                return Err(format!("{name} do not map {id} ({what})"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's rules for one map, checked up front for a clear message: at least one line,
+/// at most 340, no empty range, no overflow, no overlap on either side.
+fn check_id_mappings(name: &str, map: &[LinuxIdMapping]) -> std::result::Result<(), String> {
+    if map.is_empty() {
+        return Err(format!("a new user namespace needs {name}"));
+    }
+    if map.len() > MAX_ID_MAPPINGS {
+        return Err(format!(
+            "{name} has {} lines, the kernel takes at most {MAX_ID_MAPPINGS}",
+            map.len()
+        ));
+    }
+    let range = |start: u32, size: u32| (u64::from(start), u64::from(start) + u64::from(size));
+    for (i, m) in map.iter().enumerate() {
+        if m.size() == 0 {
+            return Err(format!("{name}[{i}] has size 0"));
+        }
+        for (side, start) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
+            if range(start, m.size()).1 > 1 << 32 {
+                return Err(format!(
+                    "{name}[{i}]: {side} {start} + size {} overflows",
+                    m.size()
+                ));
+            }
+        }
+        for (j, other) in map.iter().enumerate().take(i) {
+            let overlap = |a: (u64, u64), b: (u64, u64)| a.0 < b.1 && b.0 < a.1;
+            if overlap(
+                range(m.container_id(), m.size()),
+                range(other.container_id(), other.size()),
+            ) || overlap(
+                range(m.host_id(), m.size()),
+                range(other.host_id(), other.size()),
+            ) {
+                return Err(format!("{name}[{i}] overlaps {name}[{j}]"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Most lines a uid_map or gid_map takes (since Linux 4.15).
+const MAX_ID_MAPPINGS: usize = 340;
+
+/// The host id that `id` in the container maps to.
+pub fn host_id(map: &[LinuxIdMapping], id: u32) -> Option<u32> {
+    map.iter().find_map(|m| {
+        let offset = id.checked_sub(m.container_id())?;
+        (offset < m.size()).then(|| m.host_id() + offset)
+    })
+}
+
+/// The text of `/proc/<pid>/uid_map` or `gid_map` for `map`: one `container host size` line
+/// each.
+pub fn id_map_text(map: &[LinuxIdMapping]) -> String {
+    map.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Host uid and gid of the container's root, when the spec asks for a new user namespace.
+pub fn mapped_root(spec: &Spec) -> Option<(u32, u32)> {
+    let linux = spec.linux().as_ref()?;
+    let new_user_ns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+    if !new_user_ns {
+        return None;
+    }
+    Some((
+        host_id(linux.uid_mappings().as_deref()?, 0)?,
+        host_id(linux.gid_mappings().as_deref()?, 0)?,
+    ))
+}
+
+/// Sysctls change the namespace of whoever writes them: one that belongs to a namespace the
+/// container does not have (or joins by path) would change the host's value. The same classes
+/// as runc's.
+fn validate_sysctl_namespaces(
+    linux: &Linux,
+    namespaces: &[LinuxNamespace],
+) -> std::result::Result<(), String> {
+    for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
+        let needs = if key.starts_with("net.") {
+            Some((LinuxNamespaceType::Network, "network"))
+        } else if key.starts_with("fs.mqueue.")
+            || [
+                "kernel.msgmax",
+                "kernel.msgmnb",
+                "kernel.msgmni",
+                "kernel.sem",
+                "kernel.shmall",
+                "kernel.shmmax",
+                "kernel.shmmni",
+                "kernel.shm_rmid_forced",
+            ]
+            .contains(&key.as_str())
+        {
+            Some((LinuxNamespaceType::Ipc, "ipc"))
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            Some((LinuxNamespaceType::Uts, "uts"))
+        } else {
+            None
+        };
+        if let Some((typ, name)) = needs {
+            if !namespaces.iter().any(|ns| ns.typ() == typ) {
+                return Err(format!(
+                    "sysctl {key} needs a {name} namespace (it would change the host's)"
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -209,15 +377,26 @@ mod tests {
                 "not absolute",
             ),
             (
-                Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}])),
-                "a new mount namespace is required",
-            ),
-            (
                 Box::new(|v| {
                     v["linux"]["namespaces"] =
                         serde_json::json!([{"type": "mount"}, {"type": "user"}])
                 }),
-                "user namespaces are not supported",
+                "a new user namespace needs uidMappings",
+            ),
+            (
+                Box::new(|v| {
+                    v["linux"]["namespaces"] =
+                        serde_json::json!([{"type": "pid"}, {"type": "user"}]);
+                    v["linux"]["uidMappings"] = map(0, 100000, 65536);
+                    v["linux"]["gidMappings"] = map(0, 100000, 65536);
+                }),
+                "a user namespace needs a mount namespace too",
+            ),
+            (
+                Box::new(|v| {
+                    v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"})
+                }),
+                "sysctl net.ipv4.ip_forward needs a network namespace",
             ),
             (
                 Box::new(|v| {
@@ -260,6 +439,115 @@ mod tests {
             let err = validate(&spec_json(patch)).unwrap_err();
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
+    }
+
+    fn map(container: u32, host: u32, size: u32) -> serde_json::Value {
+        serde_json::json!([{"containerID": container, "hostID": host, "size": size}])
+    }
+
+    fn with_user_ns(uids: serde_json::Value, gids: serde_json::Value) -> Spec {
+        spec_json(|v| {
+            v["linux"]["namespaces"] =
+                serde_json::json!([{"type": "pid"}, {"type": "mount"}, {"type": "user"}]);
+            v["linux"]["uidMappings"] = uids;
+            v["linux"]["gidMappings"] = gids;
+        })
+    }
+
+    #[test]
+    fn user_namespace_needs_sound_mappings() {
+        let good = with_user_ns(map(0, 100000, 65536), map(0, 100000, 65536));
+        assert_eq!(validate(&good), Ok(()));
+        assert_eq!(mapped_root(&good), Some((100000, 100000)));
+        let cases = [
+            (
+                serde_json::Value::Null,
+                map(0, 100000, 65536),
+                "needs uidMappings",
+            ),
+            (
+                map(0, 100000, 65536),
+                serde_json::json!([]),
+                "needs gidMappings",
+            ),
+            (
+                map(1, 100000, 65536),
+                map(0, 100000, 65536),
+                "do not map 0 (the container's root)",
+            ),
+            (
+                map(0, 100000, 0),
+                map(0, 100000, 1),
+                "uidMappings[0] has size 0",
+            ),
+            (
+                serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 10}, {"containerID": 5, "hostID": 200000, "size": 10}]),
+                map(0, 100000, 1),
+                "uidMappings[1] overlaps uidMappings[0]",
+            ),
+            (
+                map(0, 100000, 1),
+                serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 10}, {"containerID": 20, "hostID": 100005, "size": 10}]),
+                "gidMappings[1] overlaps gidMappings[0]",
+            ),
+            (map(0, u32::MAX, 2), map(0, 1, 1), "overflows"),
+        ];
+        for (uids, gids, want) in cases {
+            let err = validate(&with_user_ns(uids, gids)).unwrap_err();
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
+        // The process's user must be mapped too.
+        let mut spec = with_user_ns(map(0, 100000, 1), map(0, 100000, 1));
+        let mut process = spec.process().clone().unwrap();
+        let mut user = process.user().clone();
+        user.set_uid(1000);
+        process.set_user(user);
+        spec.set_process(Some(process));
+        let err = validate(&spec).unwrap_err();
+        assert!(err.contains("do not map 1000 (process.user.uid)"), "{err}");
+    }
+
+    #[test]
+    fn mappings_need_a_new_user_namespace() {
+        let err = validate(&spec_json(|v| v["linux"]["uidMappings"] = map(0, 1, 1))).unwrap_err();
+        assert!(err.contains("there is no user namespace"), "{err}");
+        let joined = spec_json(|v| {
+            v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}]);
+        });
+        assert_eq!(validate(&joined), Ok(()));
+        assert_eq!(mapped_root(&joined), None);
+        let err = validate(&spec_json(|v| {
+            v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}]);
+            v["linux"]["uidMappings"] = map(0, 1, 1);
+            v["linux"]["gidMappings"] = map(0, 1, 1);
+        }))
+        .unwrap_err();
+        assert!(err.contains("joined by path"), "{err}");
+    }
+
+    #[test]
+    fn no_mount_namespace_is_accepted() {
+        let spec = spec_json(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]));
+        assert_eq!(validate(&spec), Ok(()));
+    }
+
+    #[test]
+    fn id_maps_as_the_kernel_reads_them() {
+        let spec = with_user_ns(
+            serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 1}, {"containerID": 1, "hostID": 200001, "size": 999}]),
+            map(0, 100000, 1),
+        );
+        let uids = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .uid_mappings()
+            .clone()
+            .unwrap();
+        assert_eq!(id_map_text(&uids), "0 100000 1\n1 200001 999\n");
+        assert_eq!(host_id(&uids, 0), Some(100000));
+        assert_eq!(host_id(&uids, 5), Some(200005));
+        assert_eq!(host_id(&uids, 1000), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Building the container's root filesystem inside its new mount namespace: the overlay (or
 //! plain bind) root, the spec's mounts, `/dev`, `pivot_root`, masked and read-only paths.
+//! Without a mount namespace of its own, the same mounts go under the state directory in the
+//! runtime's namespace and init enters them with `chroot` (`delete` unmounts them).
 //!
 //! Runs in the container's init before exec; every error names the step that failed.
 
@@ -9,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
 
 use crate::process::plan::RootfsPlan;
 use crate::state::RootfsMode;
@@ -31,21 +33,101 @@ const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
     ("/dev/tty", 5, 0),
 ];
 
-/// Sets up the root filesystem and pivots into it (then [`finalize`]). Called with cwd
-/// anywhere.
-pub fn setup(spec: &Spec, plan: &RootfsPlan, cgroup_v2: bool) -> Result<(), StepError> {
-    let root = &plan.mountpoint;
+/// True when init has a mount namespace of its own (new or joined by path). Without one it
+/// works in the runtime's: nothing may change the host's propagation, and init enters its
+/// root with `chroot` (as runc does).
+pub fn own_mount_namespace(spec: &Spec) -> bool {
+    has_namespace(spec, LinuxNamespaceType::Mount)
+}
+
+fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| v.iter().any(|ns| ns.typ() == typ))
+}
+
+/// What [`prepare`] leaves for [`setup`], which starts in the container's state directory.
+pub struct Prepared {
+    /// The overlay [`setup`] mounts (as the user namespace's root), its paths relative to the
+    /// state directory.
+    overlay: Option<String>,
+    /// The root's mount point, relative to the state directory.
+    root: PathBuf,
+}
+
+/// First half of the rootfs, with the runtime's credentials: these steps need host paths (the
+/// bundle, the state directory) that the root of a user namespace may not reach. Mounts the
+/// container's root on `plan.mountpoint` (in a user namespace, only the overlay's lower layer
+/// there) and moves to the state directory.
+pub fn prepare(spec: &Spec, plan: &RootfsPlan) -> Result<Prepared, StepError> {
+    if own_mount_namespace(spec) {
+        step(
+            "make mounts private",
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            ),
+        )?;
+    }
+    let dir = plan.mountpoint.parent().unwrap_or(Path::new("/"));
+    let relative = |p: &Path| {
+        p.strip_prefix(dir).map(Path::to_path_buf).map_err(|_| {
+            (
+                "plan rootfs".to_string(),
+                format!("{} is not in {}", p.display(), dir.display()),
+            )
+        })
+    };
+    let root = relative(&plan.mountpoint)?;
+    let userns = has_namespace(spec, LinuxNamespaceType::User);
+    let overlay = if userns && plan.mode == RootfsMode::Overlay {
+        // The kernel makes the overlay's work directory for the mounter, who must be the
+        // namespace's root to use it. That root may not reach the bundle: the lower layer is
+        // bound on the mount point now, and the overlay goes over it in `setup`. Its metadata
+        // goes to `user.overlay.*` xattrs (`trusted.*` needs the host's CAP_SYS_ADMIN).
+        bind_root(&plan.lower, &plan.mountpoint)?;
+        Some(format!(
+            "lowerdir={},upperdir={},workdir={},userxattr",
+            root.display(),
+            relative(&plan.upper)?.display(),
+            relative(&plan.work)?.display()
+        ))
+    } else {
+        mount_root(plan)?;
+        None
+    };
     step(
-        "make mounts private",
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        ),
+        format!("chdir to {}", dir.display()),
+        nix::unistd::chdir(dir),
     )?;
-    mount_root(plan)?;
+    Ok(Prepared { overlay, root })
+}
+
+/// Second half of the rootfs, from the state directory [`prepare`] left: the overlay still to
+/// mount, the spec's mounts, `/dev`, then `pivot_root` (or `chroot` without a mount namespace
+/// of its own); then [`finalize`].
+pub fn setup(spec: &Spec, prepared: Prepared, cgroup_v2: bool) -> Result<(), StepError> {
+    if let Some(data) = &prepared.overlay {
+        step(
+            "mount overlay rootfs in the user namespace",
+            mount(
+                Some("overlay"),
+                &prepared.root,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(data.as_str()),
+            ),
+        )?;
+    }
+    step(
+        format!("chdir to {}", prepared.root.display()),
+        nix::unistd::chdir(&prepared.root),
+    )?;
+    let root = Path::new(".");
     let mounts = spec.mounts().clone().unwrap_or_default();
     let has = |dest: &str| mounts.iter().any(|m| m.destination() == Path::new(dest));
     if !has("/dev") {
@@ -86,6 +168,12 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan, cgroup_v2: bool) -> Result<(), Step
             .map(Vec::as_slice)
             .unwrap_or(&[]),
     )?;
+    if !own_mount_namespace(spec) {
+        // In the runtime's mount namespace; rootfsPropagation is left alone, as runc does
+        // (it would apply to a mount the host shares).
+        step("chroot to rootfs", nix::unistd::chroot("."))?;
+        return step("chdir to /", nix::unistd::chdir("/"));
+    }
     pivot(root)?;
     // After pivot_root: the flag is for the container's own "/" (before it, a shared "/" makes
     // pivot_root fail with EINVAL, and the flag would land on the old root).
@@ -131,13 +219,7 @@ pub fn finalize(spec: &Spec) -> Result<(), StepError> {
     {
         step(
             "remount / read-only",
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None::<&str>,
-            ),
+            remount_bind(Path::new("/"), MsFlags::MS_RDONLY),
         )?;
     }
     Ok(())
@@ -165,21 +247,21 @@ pub(crate) fn mount_root(plan: &RootfsPlan) -> Result<(), StepError> {
                 ),
             )
         }
-        RootfsMode::Plain => step(
-            format!(
-                "bind rootfs {} on {}",
-                plan.lower.display(),
-                target.display()
-            ),
-            mount(
-                Some(&plan.lower),
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            ),
-        ),
+        RootfsMode::Plain => bind_root(&plan.lower, target),
     }
+}
+
+fn bind_root(source: &Path, target: &Path) -> Result<(), StepError> {
+    step(
+        format!("bind rootfs {} on {}", source.display(), target.display()),
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+    )
 }
 
 fn mount_fs(
@@ -320,13 +402,7 @@ fn mount_spec(root: &Path, m: &Mount, cgroup_v2: bool) -> Result<(), StepError> 
         if !extra.is_empty() {
             step(
                 format!("{name}: remount with options"),
-                mount(
-                    None::<&str>,
-                    &dest,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
-                    None::<&str>,
-                ),
+                remount_bind(&dest, extra),
             )?;
         }
     } else {
@@ -531,16 +607,46 @@ fn readonly(path: &Path) -> Result<(), StepError> {
             None::<&str>,
         ),
     )?;
-    let flags = MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
-        | MsFlags::MS_RDONLY
-        | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV
-        | MsFlags::MS_NOEXEC;
-    step(
-        name,
-        mount(None::<&str>, path, None::<&str>, flags, None::<&str>),
-    )
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    step(name, remount_bind(path, flags))
+}
+
+/// Remounts the bind mount at `path` with `flags`. In a user namespace the kernel refuses to
+/// drop the flags of a mount that came from the host (they are locked): on EPERM, try again
+/// keeping the ones the mount has, as runc does.
+fn remount_bind(path: &Path, flags: MsFlags) -> nix::Result<()> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let remount = |flags: MsFlags| {
+        mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None::<&str>,
+        )
+    };
+    match remount(flags) {
+        Err(nix::Error::EPERM) => {}
+        other => return other,
+    }
+    let has = statvfs(path)?.flags();
+    let lockable = [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    let kept = lockable
+        .iter()
+        .filter(|(st, _)| has.contains(*st))
+        .fold(MsFlags::empty(), |acc, (_, ms)| acc | *ms);
+    if kept.is_empty() || flags.contains(kept) {
+        return Err(nix::Error::EPERM);
+    }
+    remount(flags | kept)
 }
 
 /// Joins `path` onto `root`, following symlinks as if `root` were `/`, so the result never

@@ -6,7 +6,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources, Spec};
+use oci_spec::runtime::{
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceType, LinuxResources, Spec,
+};
 
 use super::{hooks, now_unix, proc_stat, stdio_links, Container, Undo, EXEC_FIFO, SPEC_FILE};
 use crate::cgroups::{default_device_rules, Cgroup};
@@ -16,8 +18,11 @@ use crate::id::validate_id;
 use crate::process::channel::{self, Message};
 use crate::process::plan::{InitPlan, RootfsPlan};
 use crate::process::spawn::{expect, spawn_helper, ContainerStdio, Stdio};
-use crate::spec::{check_overlay_safe, Bundle};
+use crate::spec::{check_overlay_safe, id_map_text, mapped_root, Bundle};
 use crate::state::{NamespaceState, RootfsMode, State, STATE_VERSION};
+
+/// Directory of the state directory on which init mounts the container's root.
+pub(crate) const ROOTFS_MOUNTPOINT: &str = "rootfs";
 
 /// Options of `create`.
 pub struct CreateOpts {
@@ -88,6 +93,12 @@ impl Runtime {
             .map_err(|e| wrap("create cgroup", e.into()))?;
         undo.cgroup = Some(cgroup.clone());
 
+        // Without a mount namespace init mounts the rootfs in the runtime's: unmount it when
+        // create fails (delete does it otherwise).
+        if !has_namespace(&bundle.spec, LinuxNamespaceType::Mount) {
+            undo.mounted = Some(plan.rootfs.mountpoint.clone());
+        }
+
         let (fds, stdio) = opts
             .stdio
             .into_helper_stdio()
@@ -115,6 +126,15 @@ impl Runtime {
             }
         };
         undo.pid = Some(pid);
+        // Init waits in its user namespace for `Go`: map it before anything runs there, and
+        // give its root what it must write.
+        if has_namespace(&bundle.spec, LinuxNamespaceType::User) {
+            write_id_maps(pid, &bundle.spec).map_err(|e| wrap("map user namespace", e))?;
+            let root = root_on_host(pid).map_err(|e| wrap("map user namespace", e))?;
+            give_to_container_root(&plan.rootfs, root)
+                .and_then(|()| delegate_cgroup(&cgroup, &bundle.spec, root))
+                .map_err(|e| wrap("prepare for the user namespace", e))?;
+        }
         cgroup
             .add_process(pid)
             .map_err(|e| wrap("join cgroup", e.into()))?;
@@ -183,6 +203,7 @@ impl Runtime {
         };
         state.save(&dir).map_err(|e| wrap("save state", e))?;
         undo.pid = None;
+        undo.mounted = None;
         undo.cgroup = None;
         undo.dir = None;
         let container = Container {
@@ -214,8 +235,9 @@ impl Runtime {
             lower: bundle.rootfs.clone(),
             upper: mkdir("upper")?,
             work: mkdir("work")?,
-            mountpoint: mkdir("rootfs")?,
+            mountpoint: mkdir(ROOTFS_MOUNTPOINT)?,
         };
+
         let fifo = dir.join(EXEC_FIFO);
         nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::sys(format!("create {}", fifo.display()), e))?;
@@ -247,6 +269,126 @@ impl Runtime {
             None => format!("{}/{id}", self.cgroup_parent),
         }
     }
+}
+
+/// Writes init's `uid_map` and `gid_map` when it has a new user namespace. setgroups stays
+/// allowed: the runtime is privileged, unlike rootless runc, which must deny it.
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    use std::io::Write;
+    let Some(linux) = spec
+        .linux()
+        .as_ref()
+        .filter(|_| mapped_root(spec).is_some())
+    else {
+        return Ok(());
+    };
+    for (file, map) in [
+        ("uid_map", linux.uid_mappings()),
+        ("gid_map", linux.gid_mappings()),
+    ] {
+        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+        // The kernel takes a map in a single write.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(id_map_text(map.as_deref().unwrap_or(&[])).as_bytes()))
+            .map_err(|e| Error::io("write", &path, e))?;
+    }
+    Ok(())
+}
+
+/// Host uid and gid of the root of init's user namespace (new or joined), from its maps.
+fn root_on_host(pid: i32) -> Result<(u32, u32)> {
+    let mut ids = [0; 2];
+    for (id, file) in ids.iter_mut().zip(["uid_map", "gid_map"]) {
+        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+        let text = fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+        *id = root_in_map(&text).ok_or_else(|| {
+            Error::io(
+                "use",
+                &path,
+                std::io::Error::other("the user namespace does not map 0 (its root)"),
+            )
+        })?;
+    }
+    Ok((ids[0], ids[1]))
+}
+
+/// The host id that 0 maps to in the text of a `uid_map` or `gid_map`.
+fn root_in_map(text: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let f: Vec<u32> = line
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        match f[..] {
+            [0, host, size] if size > 0 => Some(host),
+            _ => None,
+        }
+    })
+}
+
+/// In a user namespace init mounts the overlay as the namespace's root (the kernel makes the
+/// work directory for the mounter) and reaches it from the state directory: that directory
+/// becomes searchable (not listable) by others, as runc's are (the state root above it stays
+/// private), and the upper and work directories become the container root's, so that what it
+/// writes is its own on the host too. The bundle's files stay as they are, as with runc.
+fn give_to_container_root(plan: &RootfsPlan, (uid, gid): (u32, u32)) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = plan.mountpoint.parent() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o711))
+            .map_err(|e| Error::io("make searchable", dir, e))?;
+    }
+    for dir in [&plan.upper, &plan.work] {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .map_err(|e| Error::io("give the container's root", dir, e))?;
+    }
+    Ok(())
+}
+
+/// As runc: on cgroup v2, a container with its own user and cgroup namespaces and a writable
+/// cgroup mount gets its cgroup delegated (the directory and the files the kernel lists in
+/// `/sys/kernel/cgroup/delegate` owned by its root), so that its root can manage it.
+/// Nothing on v1, where runc does not do it either.
+fn delegate_cgroup(cgroup: &Cgroup, spec: &Spec, (uid, gid): (u32, u32)) -> Result<()> {
+    let own_cgroupns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| {
+            v.iter()
+                .any(|ns| ns.typ() == LinuxNamespaceType::Cgroup && ns.path().is_none())
+        });
+    let rw_cgroup_mount = spec.mounts().iter().flatten().any(|m| {
+        matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"))
+            && !m.options().iter().flatten().any(|o| o == "ro")
+    });
+    if !cgroup.layout().is_v2() || !own_cgroupns || !rw_cgroup_mount {
+        return Ok(());
+    }
+    let Some(dir) = cgroup.dirs().into_iter().next() else {
+        return Ok(());
+    };
+    let files = fs::read_to_string("/sys/kernel/cgroup/delegate")
+        .unwrap_or_else(|_| "cgroup.procs\ncgroup.subtree_control\ncgroup.threads\n".to_string());
+    let paths = std::iter::once(dir.clone()).chain(files.lines().map(|f| dir.join(f)));
+    for path in paths {
+        match std::os::unix::fs::chown(&path, Some(uid), Some(gid)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("delegate to the container's root", &path, e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// True when the spec lists a namespace of type `typ` (new or joined).
+fn has_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| v.iter().any(|ns| ns.typ() == typ))
 }
 
 /// Makes the spec join the network namespace at `path`.
@@ -315,4 +457,20 @@ pub(crate) fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
     }
     resources.set_devices(Some(rules));
     resources
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_found_in_a_kernel_map() {
+        assert_eq!(
+            root_in_map("         0     100000      65536\n"),
+            Some(100000)
+        );
+        assert_eq!(root_in_map("1 5 3\n0 7 1\n"), Some(7));
+        assert_eq!(root_in_map("1 5 3\n"), None);
+        assert_eq!(root_in_map(""), None);
+    }
 }

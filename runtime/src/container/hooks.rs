@@ -87,8 +87,14 @@ fn run_one(
         }
         Place::Container { pid, root } => {
             let mut c = Command::new("nsenter");
-            c.arg(format!("--target={pid}"))
-                .args(["--mount", "--uts", "--ipc", "--net", "--pid"]);
+            c.arg(format!("--target={pid}"));
+            // A container with a user namespace: join it first, as the runtime's root (the
+            // hook keeps its credentials, so it can still reach its own files).
+            let ns = |p: String| std::fs::read_link(p).ok();
+            if ns(format!("/proc/{pid}/ns/user")) != ns("/proc/self/ns/user".to_string()) {
+                c.args(["--user", "--preserve-credentials"]);
+            }
+            c.args(["--mount", "--uts", "--ipc", "--net", "--pid"]);
             if root {
                 c.args(["--root", "--wd"]);
             }

@@ -76,7 +76,11 @@ fn helper_init(mut sock: UnixStream) -> i32 {
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default();
     let mut new = CloneFlags::empty();
-    for ns in &namespaces {
+    // A user namespace joined by path first: the others may belong to it.
+    let (user, others): (Vec<_>, Vec<_>) = namespaces
+        .iter()
+        .partition(|ns| ns.typ() == LinuxNamespaceType::User);
+    for ns in user.into_iter().chain(others) {
         let flag = CloneFlags::from_bits_truncate(ns.typ() as libc::c_int);
         match ns.path() {
             Some(path) => {
@@ -174,7 +178,14 @@ fn prepare_init(
         .process()
         .as_ref()
         .ok_or(("read process".to_string(), "missing".to_string()))?;
-    rootfs::setup(spec, &plan.rootfs, plan.cgroup_v2)?;
+    let prepared = rootfs::prepare(spec, &plan.rootfs)?;
+    if linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| v.iter().any(|ns| ns.typ() == LinuxNamespaceType::User))
+    {
+        become_namespace_root()?;
+    }
+    rootfs::setup(spec, prepared, plan.cgroup_v2)?;
     // As runc: once the container's /dev/pts is in place, before the root turns read-only.
     if let Some(console) = console {
         setup_terminal(console, process, true)?;
@@ -205,6 +216,21 @@ fn prepare_init(
     step("report ready", channel::send(sock, &Message::Ready))?;
     wait_for_start(fifo)?;
     exec(&exe, process, seccomp.as_ref())
+}
+
+/// In a user namespace, init starts with the runtime's (unmapped) ids: it becomes the
+/// namespace's root, so that what it creates from here on is the container root's. The runtime
+/// wrote the mappings before it said "go".
+fn become_namespace_root() -> Result<(), StepError> {
+    let (uid, gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+    let hint = |e: nix::Error| match e {
+        nix::Error::EINVAL => format!("{e} (0 is not mapped in the user namespace)"),
+        e => e.to_string(),
+    };
+    nix::unistd::setresgid(gid, gid, gid)
+        .map_err(|e| ("become gid 0 in the user namespace".to_string(), hint(e)))?;
+    nix::unistd::setresuid(uid, uid, uid)
+        .map_err(|e| ("become uid 0 in the user namespace".to_string(), hint(e)))
 }
 
 /// Gives the calling session leader a terminal, as runc does: a pty from the container's own
@@ -518,8 +544,10 @@ fn set_domainname(name: &str) -> std::io::Result<()> {
     fs::write("/proc/sys/kernel/domainname", name)
 }
 
-/// Namespaces an exec'd process joins, in order (mount last: it changes root and cwd).
-const EXEC_NAMESPACES: [(&str, CloneFlags); 7] = [
+/// Namespaces an exec'd process joins, in order (user first: the others belong to it; mount
+/// last: it changes root and cwd).
+const EXEC_NAMESPACES: [(&str, CloneFlags); 8] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
@@ -649,11 +677,21 @@ fn join_container(pid: i32) -> Result<(), StepError> {
         let file = step(format!("open {theirs}"), fs::File::open(&theirs))?;
         files.push((theirs, file.into(), flag));
     }
+    let same_mount_ns = !files.iter().any(|(_, _, f)| *f == CloneFlags::CLONE_NEWNS);
     for (path, fd, flag) in files {
         step(
             format!("join {path} (fd {})", fd.as_raw_fd()),
             setns(fd, flag),
         )?;
+    }
+    if same_mount_ns {
+        // A container without a mount namespace of its own: its root is a chroot.
+        let root = format!("/proc/{pid}/root");
+        step(
+            format!("chroot to {root}"),
+            nix::unistd::chroot(root.as_str()),
+        )?;
+        step("chdir to /", nix::unistd::chdir("/"))?;
     }
     Ok(())
 }

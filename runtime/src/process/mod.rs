@@ -4,8 +4,10 @@
 //! `create` spawns `migrate-rt-init init`, sends it an [`plan::InitPlan`] over a socket on fd 3;
 //! the helper joins/unshares namespaces and clones the container's init as a child of the
 //! runtime's caller (`CLONE_PARENT`), reports its PID and exits. The runtime puts that PID in the
-//! container's cgroup and says "go"; init builds the rootfs, drops privileges, reports "ready",
-//! then blocks on the state directory's `exec.fifo` until `start` writes to it, and execs.
+//! container's cgroup (and, with a new user namespace, writes init's uid and gid maps) and says
+//! "go"; init builds the rootfs (becoming the user namespace's root once the host paths are
+//! mounted), drops privileges, reports "ready", then blocks on the state directory's
+//! `exec.fifo` until `start` writes to it, and execs.
 //!
 //! A process that gets a terminal ([`spawn::Stdio::Terminal`]) finds the caller's console
 //! socket on fd 4 of the helper. As with runc, the pty is allocated by the process itself from

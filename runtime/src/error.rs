@@ -75,6 +75,10 @@ pub enum Error {
     /// The persisted state of a container is unreadable.
     #[error("corrupt state file {path}: {reason}")]
     CorruptState { path: PathBuf, reason: String },
+    /// Something the runtime cannot do yet, e.g. `checkpoint of containers with a user
+    /// namespace`.
+    #[error("{what} is not supported yet")]
+    NotSupported { what: String },
     /// A timeout elapsed.
     #[error("timed out after {secs:.1}s waiting for {what}")]
     Timeout { what: String, secs: f64 },

@@ -97,6 +97,21 @@ pub struct Checkpointed {
 }
 
 impl Container {
+    /// Refuses containers whose namespaces the dump and restore do not handle yet: a user
+    /// namespace (restore would have to recreate it and mount the overlay inside it), and no
+    /// mount namespace of their own (init shares the host's mounts).
+    fn check_dumpable(&self) -> Result<()> {
+        let has = |typ: &str| self.state.namespaces.iter().any(|ns| ns.typ == typ);
+        let what = if has("user") {
+            "checkpoint of containers with a user namespace"
+        } else if !has("mount") {
+            "checkpoint of containers without a mount namespace of their own"
+        } else {
+            return Ok(());
+        };
+        Err(Error::NotSupported { what: what.into() })
+    }
+
     /// Checkpoints the container into `dir` (created, must not exist or be empty).
     pub fn checkpoint(&self, dir: &Path, opts: CheckpointOpts) -> Result<Checkpointed> {
         self.checkpoint_with(dir, opts, |_| Ok(()))
@@ -143,6 +158,7 @@ impl Container {
         // A paused container can be checkpointed too: CRIU leaves the freezer as it found it,
         // so with `leave_running` it stays frozen afterwards (what a safe move needs).
         self.require(&[Status::Running, Status::Paused], "checkpoint")?;
+        self.check_dumpable()?;
         let criu = Criu::locate()?;
         create_empty_dir(dir)?;
         let spec = self.spec()?;

@@ -55,6 +55,22 @@ impl Podman {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The `Seccomp:` lines of the container's init and of an exec'd process (not the exit
+    /// code: `podman exec` reports 255 through migrate-runc, see docs/runc-cli.md).
+    fn seccomp_modes(&self) -> Vec<String> {
+        let out = self.run(&[
+            "exec",
+            &self.name,
+            "grep",
+            "-h",
+            "Seccomp:",
+            "/proc/1/status",
+            "/proc/self/status",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        stdout.lines().map(str::to_string).collect()
+    }
+
     fn counter(&self) -> Option<u64> {
         let out = self.run(&["exec", &self.name, "cat", "/tmp/n"]);
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
@@ -131,6 +147,8 @@ fn podman_runs_checkpoints_and_restores_through_migrate_runc() {
     ]);
     assert_eq!(p.status(), "running");
     wait_for("the counter", T, || p.counter().filter(|n| *n > 10));
+    // Podman's default seccomp profile is applied to init and to exec'd processes.
+    assert_eq!(p.seccomp_modes(), ["Seccomp:\t2", "Seccomp:\t2"]);
 
     p.ok(&["container", "checkpoint", &p.name]);
     assert_eq!(p.status(), "exited");
@@ -141,5 +159,7 @@ fn podman_runs_checkpoints_and_restores_through_migrate_runc() {
     wait_for("the counter to go on", T, || {
         p.counter().filter(|n| *n > restored)
     });
+    // CRIU restored init's filter.
+    assert_eq!(p.seccomp_modes(), ["Seccomp:\t2", "Seccomp:\t2"]);
     p.ok(&["rm", "--force", &p.name]);
 }

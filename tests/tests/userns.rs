@@ -55,7 +55,12 @@ fn container_root_is_an_unprivileged_host_range() {
         "-c",
         "{ id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; } > /report; exec sleep 60",
     ]);
-    b.edit(map_to_host_range);
+    b.edit(|s| {
+        map_to_host_range(s);
+        // Set by the helper before it enters the user namespace (lowering it would need the
+        // host's CAP_SYS_RESOURCE).
+        s["process"]["oomScoreAdj"] = json!(100);
+    });
     let (c, _io) = t.run("userns", b.path());
     let report = c.upper_dir().join("report");
     let text = wait_for("the container's report", T, || {
@@ -74,6 +79,10 @@ fn container_root_is_an_unprivileged_host_range() {
 
     // On the host, init is the unprivileged 100000, and so is what it wrote.
     let (uids, gids) = host_ids(c.pid());
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{}/oom_score_adj", c.pid())).unwrap(),
+        "100\n"
+    );
     assert_eq!(uids, [HOST_ROOT; 4]);
     assert_eq!(gids, [HOST_ROOT; 4]);
     let meta = fs::metadata(&report).unwrap();

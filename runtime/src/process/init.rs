@@ -93,6 +93,15 @@ fn helper_init(mut sock: UnixStream) -> i32 {
             None => new |= flag,
         }
     }
+    // Lowering it needs CAP_SYS_RESOURCE in the host's user namespace, which a new user
+    // namespace no longer gives: set it here, as runc does, and init inherits it.
+    let oom_score_adj = plan.spec.process().as_ref().and_then(|p| p.oom_score_adj());
+    if let Some(adj) = oom_score_adj.filter(|_| new.contains(CloneFlags::CLONE_NEWUSER)) {
+        let r = fs::write("/proc/self/oom_score_adj", adj.to_string());
+        if let Err(e) = step("set oom_score_adj", r) {
+            return fail(&mut sock, e);
+        }
+    }
     if let Err(e) = step("unshare namespaces", unshare(new)) {
         return fail(&mut sock, e);
     }
@@ -205,7 +214,12 @@ fn prepare_init(
         step(format!("set sysctl {key}"), fs::write(&path, value))?;
     }
     rootfs::finalize(spec)?;
-    if let Some(adj) = process.oom_score_adj() {
+    // In a user namespace the helper set it already, and this file is no longer init's own.
+    let current = fs::read_to_string("/proc/self/oom_score_adj").ok();
+    if let Some(adj) = process
+        .oom_score_adj()
+        .filter(|adj| current.as_deref().map(str::trim) != Some(adj.to_string().as_str()))
+    {
         step(
             "set oom_score_adj",
             fs::write("/proc/self/oom_score_adj", adj.to_string()),

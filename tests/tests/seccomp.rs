@@ -327,3 +327,53 @@ fn the_filter_survives_checkpoint_and_restore() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "mkdir=1\n", "stderr: {err}");
 }
+
+/// Profiles older than close_range (runtime-tools', older Docker's) deny it with EPERM, and
+/// the runtime's own set-up after the filter is installed must not depend on it.
+#[test]
+fn a_profile_without_close_range_still_starts_and_execs() {
+    let t = TestRuntime::new();
+    for nnp in [false, true] {
+        let mut b = with_seccomp(
+            &["sh", "-c", "echo started; exec sleep 60"],
+            json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            }),
+        );
+        b.edit(|s| s["process"]["noNewPrivileges"] = json!(nnp));
+        let id = format!("noclose-{nnp}");
+        let (c, _io) = t.run(&id, b.path());
+        assert_eq!(c.status(), Status::Running, "noNewPrivileges {nnp}");
+        let (code, out, err) = exec_sh(&c, "echo exec-ok");
+        assert_eq!((code, out.trim()), (0, "exec-ok"), "stderr: {err}");
+        c.delete(true).unwrap();
+    }
+}
+
+/// The profile `oci-runtime-tool generate` writes (Docker's older default) has a MASKED_EQ rule
+/// without valueTwo: it compares the masked argument with 0, as runc reads it.
+#[test]
+fn a_masked_eq_rule_without_value_two_compares_with_zero() {
+    let t = TestRuntime::new();
+    // A fork's clone flags lack CLONE_NEWUSER (0x10000000) and have SIGCHLD (0x11).
+    for (mask, forks) in [(0x1000_0000u64, false), (0x11, true)] {
+        let b = with_seccomp(
+            &["sh", "-c", "(echo forked) ; echo done"],
+            json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["clone", "fork", "vfork", "clone3"], "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": 1,
+                    "args": [{"index": 0, "value": mask, "op": "SCMP_CMP_MASKED_EQ"}]}]
+            }),
+        );
+        let (_, out, err) = run_to_end(&t, &format!("masked-{mask:x}"), &b);
+        assert_eq!(
+            out.contains("forked"),
+            forks,
+            "mask {mask:#x}: (flags & mask) == 0 must {}match; out {out:?} err {err:?}",
+            if forks { "not " } else { "" }
+        );
+    }
+}

@@ -121,12 +121,6 @@ pub enum SeccompError {
         /// The index given.
         index: usize,
     },
-    /// `SCMP_CMP_MASKED_EQ` without the value to compare the masked argument with.
-    #[error("seccomp rule for {what}: SCMP_CMP_MASKED_EQ needs valueTwo")]
-    MaskedEqWithoutValueTwo {
-        /// The syscall names.
-        what: String,
-    },
     /// The profile compiles to more instructions than the kernel loads.
     #[error("the seccomp profile needs {len} BPF instructions, more than the kernel's limit of {MAX_INSNS}")]
     TooLong {
@@ -306,9 +300,8 @@ fn rules(config: &LinuxSeccomp) -> Result<Vec<Rule<'_>>, SeccompError> {
                     index: arg.index(),
                 });
             }
-            if arg.op() == LinuxSeccompOperator::ScmpCmpMaskedEq && arg.value_two().is_none() {
-                return Err(SeccompError::MaskedEqWithoutValueTwo { what: what(names) });
-            }
+            // A MASKED_EQ without valueTwo compares the masked argument with 0, as runc reads
+            // it (libseccomp's datum defaults to 0).
             per_index[arg.index()] += 1;
             conds.push(Cond {
                 index: arg.index() as u32,

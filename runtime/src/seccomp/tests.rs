@@ -316,7 +316,7 @@ fn a_large_profile_on_three_abis_fits_the_kernel_limit() {
             {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
              "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
             {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-             "args": [{"index": 0, "value": 2114060288u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}
+             "args": [{"index": 0, "value": 2114060288u64, "op": "SCMP_CMP_MASKED_EQ"}]}
         ]
     }));
     assert!(f.len() < MAX_INSNS, "{} instructions", f.len());
@@ -358,12 +358,6 @@ fn settings_without_support_are_refused_with_their_name() {
                 "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
                     "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}),
             "seccomp rule for kill: argument index 6 is out of range (0-5)",
-        ),
-        (
-            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
-                "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
-                    "args": [{"index": 1, "value": 1, "op": "SCMP_CMP_MASKED_EQ"}]}]}),
-            "seccomp rule for kill: SCMP_CMP_MASKED_EQ needs valueTwo",
         ),
         (
             serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}),

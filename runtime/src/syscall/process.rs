@@ -96,8 +96,25 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if ret < 0 {
-        return Err(nix::Error::last());
+    if ret == 0 {
+        return Ok(());
+    }
+    let err = nix::Error::last();
+    // Without close_range (old kernels), or with a seccomp profile that predates it (it
+    // answers EPERM, as the runtime-tools and older Docker profiles do): mark each open fd.
+    if !matches!(err, nix::Error::ENOSYS | nix::Error::EPERM) {
+        return Err(err);
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|_| err)?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first as i32)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD only changes the close-on-exec flag of `fd`; an fd that was the
+        // directory iterator's and is closed by now fails with EBADF, which is ignored.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
 }

@@ -51,7 +51,19 @@ pub fn main() -> ! {
 }
 
 fn fail(sock: &mut UnixStream, (step, message): StepError) -> i32 {
-    let _ = channel::send(sock, &Message::Failed { step, message });
+    if channel::send(
+        sock,
+        &Message::Failed {
+            step: step.clone(),
+            message: message.clone(),
+        },
+    )
+    .is_err()
+    {
+        // Nobody listens any more (the failure came after `create` returned, between `start`
+        // and exec): the container's stderr is where its owner will look.
+        eprintln!("migrate-rt-init: {step}: {message}");
+    }
     1
 }
 

@@ -32,7 +32,7 @@ impl From<runtime::Error> for AgentError {
                 AgentError::InvalidArgument(msg)
             }
             E::AlreadyExists { .. } => AgentError::AlreadyExists(msg),
-            E::WrongState { .. } => AgentError::FailedPrecondition(msg),
+            E::WrongState { .. } | E::NotSupported { .. } => AgentError::FailedPrecondition(msg),
             _ => AgentError::Internal(msg),
         }
     }

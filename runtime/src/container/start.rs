@@ -15,7 +15,8 @@ impl Container {
     pub fn start(&self) -> Result<()> {
         self.require(&[Status::Created], "start")?;
         let spec = self.spec()?;
-        // A failing start or poststart hook stops the container, as runc does.
+        // A failing startContainer hook stops the container, as runc does; poststart hooks
+        // only warn (the spec's rule), and all of them run.
         let stop_on_error = |e: Error| {
             let _ = self.kill(Signal::SIGKILL, true);
             e

@@ -50,20 +50,16 @@ pub fn main() -> ! {
     std::process::exit(code)
 }
 
+/// Set once `create` has been told the container is ready and stopped listening.
+static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn fail(sock: &mut UnixStream, (step, message): StepError) -> i32 {
-    if channel::send(
-        sock,
-        &Message::Failed {
-            step: step.clone(),
-            message: message.clone(),
-        },
-    )
-    .is_err()
-    {
-        // Nobody listens any more (the failure came after `create` returned, between `start`
-        // and exec): the container's stderr is where its owner will look.
+    if READY_SENT.load(std::sync::atomic::Ordering::Relaxed) {
+        // `create` has returned and nobody reads the channel (the failure came between
+        // `start` and exec): the container's stderr is where its owner will look.
         eprintln!("migrate-rt-init: {step}: {message}");
     }
+    let _ = channel::send(sock, &Message::Failed { step, message });
     1
 }
 
@@ -240,6 +236,7 @@ fn prepare_init(
     let seccomp = step("compile seccomp filter", Filter::from_spec(spec))?;
     let exe = finish_process(process, seccomp.as_ref())?;
     step("report ready", channel::send(sock, &Message::Ready))?;
+    READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
     wait_for_start(fifo)?;
     exec(&exe, process, seccomp.as_ref())
 }

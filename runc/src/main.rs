@@ -283,6 +283,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
             let (stdio, console) = process_stdio(a.detach, terminal, &a.console_socket)?;
             opts.stdio = stdio;
+            opts.detach = a.detach;
             let (p, _) = c.exec(opts).map_err(err)?;
             let relay = relay(console)?;
             write_pid_file(&a.pid_file, p.pid)?;

@@ -55,8 +55,7 @@ impl Podman {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The `Seccomp:` lines of the container's init and of an exec'd process (not the exit
-    /// code: `podman exec` reports 255 through migrate-runc, see docs/runc-cli.md).
+    /// The `Seccomp:` lines of the container's init and of an exec'd process.
     fn seccomp_modes(&self) -> Vec<String> {
         let out = self.run(&[
             "exec",
@@ -149,6 +148,12 @@ fn podman_runs_checkpoints_and_restores_through_migrate_runc() {
     wait_for("the counter", T, || p.counter().filter(|n| *n > 10));
     // Podman's default seccomp profile is applied to init and to exec'd processes.
     assert_eq!(p.seccomp_modes(), ["Seccomp:\t2", "Seccomp:\t2"]);
+    // `podman exec` gets the process's exit code: conmon reaps it (migrate-runc's helper
+    // leaves it to conmon, as runc does).
+    for code in [0, 3] {
+        let out = p.run(&["exec", &p.name, "sh", "-c", &format!("exit {code}")]);
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
+    }
 
     p.ok(&["container", "checkpoint", &p.name]);
     assert_eq!(p.status(), "exited");

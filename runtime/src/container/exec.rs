@@ -23,6 +23,11 @@ pub struct ExecOpts {
     pub stdio: Stdio,
     /// Rows and columns of the terminal, with [`Stdio::Terminal`].
     pub console_size: Option<(u16, u16)>,
+    /// Leave the process to the caller's reaper, as `runc exec -d` does: the helper exits as
+    /// soon as it runs, so it becomes a child of the nearest child subreaper (conmon, a
+    /// containerd shim), which collects its exit status. [`ExecProcess::wait`] then only
+    /// waits for the helper.
+    pub detach: bool,
 }
 
 impl ExecOpts {
@@ -34,6 +39,7 @@ impl ExecOpts {
             cwd: None,
             stdio: Stdio::Pipes,
             console_size: None,
+            detach: false,
         }
     }
 }
@@ -91,6 +97,7 @@ impl Container {
             process,
             console: fds.console.is_some(),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            detach: opts.detach,
         };
         let mut helper = spawn_helper(&self.helper, "exec", fds)?;
         let started = self.start_exec(&mut helper.sock, &plan);

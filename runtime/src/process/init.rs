@@ -618,6 +618,10 @@ fn helper_exec(mut sock: UnixStream) -> i32 {
         Ok(ForkResult::Parent(child)) => {
             drop((go_r, err_w, console));
             let started = relay_start(&mut sock, child.as_raw(), go_w, err_r);
+            if started && plan.detach {
+                // Orphaned, the process goes to the caller's subreaper, which reaps it.
+                return 0;
+            }
             let code = match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, code)) => code,
                 Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,

@@ -52,4 +52,7 @@ pub struct ExecPlan {
     /// The container's seccomp profile, which an exec'd process gets too (as with runc).
     #[serde(default)]
     pub seccomp: Option<LinuxSeccomp>,
+    /// The helper exits once the process runs instead of waiting for it (`exec -d`).
+    #[serde(default)]
+    pub detach: bool,
 }

@@ -159,3 +159,31 @@ fn failing_poststart_and_poststop_hooks_warn_and_the_others_still_run() {
         "the poststop hook after the failing one did not run"
     );
 }
+
+#[test]
+fn an_ambient_capability_that_is_not_inheritable_only_warns() {
+    let t = TestRuntime::new();
+    // As `runc spec` writes it: ambient without inheritable.
+    let mut b = TestBundle::busybox(&["sh", "-c", "grep CapAmb /proc/self/status"]);
+    b.edit(|s| {
+        let caps = &mut s["process"]["capabilities"];
+        caps["ambient"] = json!(["CAP_NET_BIND_SERVICE"]);
+        caps["inheritable"] = json!([]);
+    });
+    let (c, mut io) = t.run("ambient", b.path());
+    drop(io.stdin.take());
+    let err = io.stderr.take().unwrap();
+    let err = std::thread::spawn(move || read_all(err, T));
+    let out = read_all(io.stdout.take().unwrap(), T);
+    assert_eq!(c.wait().unwrap(), 0);
+    assert!(
+        out.contains("0000000000000000"),
+        "no ambient capability: {out}"
+    );
+    assert!(
+        err.join()
+            .unwrap()
+            .contains("cannot raise ambient capability"),
+        "no warning"
+    );
+}

@@ -468,10 +468,11 @@ fn set_user_and_capabilities(process: &Process) -> Result<(), StepError> {
         ));
     }
     for cap in parse(caps.and_then(|c| c.ambient().as_ref()))? {
-        step(
-            format!("raise ambient {cap}"),
-            caps::raise(None, CapSet::Ambient, cap),
-        )?;
+        // As runc: an ambient capability also needs to be inheritable and permitted, and
+        // `runc spec`'s template lists ambient ones without inheritable ones; warn, go on.
+        if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+            eprintln!("warning: cannot raise ambient capability {cap}: {e}");
+        }
     }
     step(
         "stop keeping capabilities",

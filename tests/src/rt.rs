@@ -63,6 +63,18 @@ impl TestRuntime {
         (c, stdio)
     }
 
+    /// Creates and starts container `id`, closes its stdin and runs it to completion:
+    /// (exit code, stdout, stderr).
+    pub fn run_to_end(&self, id: &str, bundle: &Path, timeout: Duration) -> (i32, String, String) {
+        let (c, mut stdio) = self.run(id, bundle);
+        drop(stdio.stdin.take());
+        let err = stdio.stderr.take().expect("stderr pipe");
+        let err = std::thread::spawn(move || read_all(err, timeout));
+        let out = read_all(stdio.stdout.take().expect("stdout pipe"), timeout);
+        let code = c.wait().expect("wait");
+        (code, out, err.join().expect("stderr reader"))
+    }
+
     /// The cgroup parent's directories in every hierarchy.
     pub fn parent_cgroup(&self) -> Cgroup {
         Cgroup::open(self.rt.cgroup_layout(), &self.cgroup_parent)

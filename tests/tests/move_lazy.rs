@@ -273,21 +273,38 @@ fn lazy_move_is_refused_without_yes_or_with_a_small_pipe_max_size() {
     });
 }
 
-#[test]
-fn lazy_move_whose_relay_breaks_mid_way_ends_with_one_copy_and_says_what_was_lost() {
-    let _serial = serial();
-    migrate_tests::prereq::require_criu();
+/// Two hosts whose host1 agent runs with `fault` after 32 MiB of page traffic, and web (memhog
+/// over 128 MiB) on host1 once it verified its memory; returns its checksum.
+fn web_with_fault(fault: &str) -> (TwoHosts, TestBundle, String) {
     let mut hosts = TwoHosts::start();
-    // The source's relay stops after 32 MiB of the 128 MiB.
     hosts
         .host1
-        .set_env("MIGRATE_FAULT", &format!("lazy-relay-break={}", 32 << 20));
+        .set_env("MIGRATE_FAULT", &format!("{fault}={}", 32 << 20));
     let b = memory_bundle(128);
     start_web(&hosts, &b);
     let (_, _, checksum) = wait_for("memhog to fill and verify", T, || {
         let m = mem(&hosts.host1);
         (m.0 == "ok" && m.1 >= 1).then_some(m)
     });
+    (hosts, b, checksum)
+}
+
+/// memhog on `h` goes on to a later round with `checksum`.
+fn goes_on_with(h: &HostAgent, checksum: &str) {
+    let round = mem(h).1;
+    let (state, _, after) = wait_for("memhog to go on", T, || {
+        let m = mem(h);
+        (m.0 != "ok" || m.1 > round).then_some(m)
+    });
+    assert_eq!((state.as_str(), after.as_str()), ("ok", checksum));
+}
+
+#[test]
+fn lazy_move_whose_relay_breaks_mid_way_ends_with_one_copy_and_says_what_was_lost() {
+    let _serial = serial();
+    migrate_tests::prereq::require_criu();
+    // The source's relay stops after 32 MiB of the 128 MiB.
+    let (hosts, _b, checksum) = web_with_fault("lazy-relay-break");
     let out = hosts
         .host1
         .cli(&["move", "web", "--to", "host2", "--mode", "lazy", "--yes"]);
@@ -309,29 +326,15 @@ fn lazy_move_whose_relay_breaks_mid_way_ends_with_one_copy_and_says_what_was_los
     );
     assert!(lazy_daemons().is_empty(), "a lazy-pages daemon was left");
     assert_eq!(hosts.host1.running(), ["web"]);
-    let round = mem(&hosts.host1).1;
-    let (state, _, after) = wait_for("memhog to go on on host1", T, || {
-        let m = mem(&hosts.host1);
-        (m.0 != "ok" || m.1 > round).then_some(m)
-    });
-    assert_eq!((state.as_str(), after.as_str()), ("ok", checksum.as_str()));
+    goes_on_with(&hosts.host1, &checksum);
 }
 
 #[test]
 fn target_agent_killed_while_memory_arrives_ends_with_one_copy() {
     let _serial = serial();
     migrate_tests::prereq::require_criu();
-    let mut hosts = TwoHosts::start();
     // The relay stalls after 32 MiB: the container runs on host2 with most memory missing.
-    hosts
-        .host1
-        .set_env("MIGRATE_FAULT", &format!("lazy-relay-stall={}", 32 << 20));
-    let b = memory_bundle(128);
-    start_web(&hosts, &b);
-    let (_, _, checksum) = wait_for("memhog to fill and verify", T, || {
-        let m = mem(&hosts.host1);
-        (m.0 == "ok" && m.1 >= 1).then_some(m)
-    });
+    let (mut hosts, _b, checksum) = web_with_fault("lazy-relay-stall");
     let mover = hosts
         .host1
         .spawn_cli(&["move", "web", "--to", "host2", "--mode", "lazy", "--yes"]);
@@ -364,10 +367,5 @@ fn target_agent_killed_while_memory_arrives_ends_with_one_copy() {
         hosts.host1.ok(&["resume", "web"]);
     }
     assert_eq!(hosts.host1.running(), ["web"]);
-    let round = mem(&hosts.host1).1;
-    let (state, _, after) = wait_for("memhog to go on on host1", T, || {
-        let m = mem(&hosts.host1);
-        (m.0 != "ok" || m.1 > round).then_some(m)
-    });
-    assert_eq!((state.as_str(), after.as_str()), ("ok", checksum.as_str()));
+    goes_on_with(&hosts.host1, &checksum);
 }

@@ -14,15 +14,8 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
 
-/// Runs a short-lived container to completion and returns (exit code, stdout, stderr).
 fn run_to_end(t: &TestRuntime, id: &str, bundle: &TestBundle) -> (i32, String, String) {
-    let (c, mut stdio) = t.run(id, bundle.path());
-    drop(stdio.stdin.take());
-    let err = stdio.stderr.take().expect("stderr pipe");
-    let err = std::thread::spawn(move || read_all(err, T));
-    let out = read_all(stdio.stdout.take().expect("stdout pipe"), T);
-    let code = c.wait().expect("wait");
-    (code, out, err.join().expect("stderr reader"))
+    t.run_to_end(id, bundle.path(), T)
 }
 
 #[test]

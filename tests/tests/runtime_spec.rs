@@ -170,20 +170,14 @@ fn an_ambient_capability_that_is_not_inheritable_only_warns() {
         caps["ambient"] = json!(["CAP_NET_BIND_SERVICE"]);
         caps["inheritable"] = json!([]);
     });
-    let (c, mut io) = t.run("ambient", b.path());
-    drop(io.stdin.take());
-    let err = io.stderr.take().unwrap();
-    let err = std::thread::spawn(move || read_all(err, T));
-    let out = read_all(io.stdout.take().unwrap(), T);
-    assert_eq!(c.wait().unwrap(), 0);
+    let (code, out, err) = t.run_to_end("ambient", b.path(), T);
+    assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("0000000000000000"),
         "no ambient capability: {out}"
     );
     assert!(
-        err.join()
-            .unwrap()
-            .contains("cannot raise ambient capability"),
+        err.contains("cannot raise ambient capability"),
         "no warning"
     );
 }

@@ -28,15 +28,8 @@ fn with_seccomp(args: &[&str], seccomp: Value) -> TestBundle {
     b
 }
 
-/// Runs a short-lived container to completion: (exit code, stdout, stderr).
 fn run_to_end(t: &TestRuntime, id: &str, bundle: &TestBundle) -> (i32, String, String) {
-    let (c, mut stdio) = t.run(id, bundle.path());
-    drop(stdio.stdin.take());
-    let err = stdio.stderr.take().expect("stderr pipe");
-    let err = std::thread::spawn(move || read_all(err, T));
-    let out = read_all(stdio.stdout.take().expect("stdout pipe"), T);
-    let code = c.wait().expect("wait");
-    (code, out, err.join().expect("stderr reader"))
+    t.run_to_end(id, bundle.path(), T)
 }
 
 /// Runs `cmd` with `sh -c` in the container: (exit code, stdout, stderr).

@@ -167,6 +167,8 @@ fn apparmor_and_selinux_settings_warn_on_a_host_without_them() {
         s["process"]["apparmorProfile"] = json!("acme_default");
         s["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
         s["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0");
+        // A leaf of its own, removed with the container (the default parent would stay).
+        s["linux"]["cgroupsPath"] = json!(format!("/migrate-test-lsm-{}", std::process::id()));
     });
     let root = tempfile::tempdir().unwrap();
     let out = Command::new(migrate_tests::agent::binary("migrate-runc"))

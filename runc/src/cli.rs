@@ -138,19 +138,22 @@ pub struct ExecArgs {
     pub cwd: Option<PathBuf>,
 }
 
+/// runc's flags that `checkpoint` and `restore` share.
 #[derive(Debug, Args)]
-pub struct CheckpointArgs {
-    pub id: String,
+pub struct CriuArgs {
+    /// The checkpoint's directory (default `./checkpoint`).
     #[arg(long)]
     pub image_path: Option<PathBuf>,
+    /// Where CRIU's logs are copied.
     #[arg(long)]
     pub work_path: Option<PathBuf>,
-    #[arg(long)]
-    pub leave_running: bool,
+    /// Dump established TCP connections (restore uses the checkpoint's own choice).
     #[arg(long)]
     pub tcp_established: bool,
+    /// Allow external unix sockets (restore uses the checkpoint's own choice).
     #[arg(long)]
     pub ext_unix_sk: bool,
+    /// Dump file locks (restore uses the checkpoint's own choice).
     #[arg(long)]
     pub file_locks: bool,
     /// Accepted for compatibility (cgroups are restored softly).
@@ -158,13 +161,29 @@ pub struct CheckpointArgs {
     pub manage_cgroups_mode: Option<String>,
 }
 
+impl CriuArgs {
+    /// The checkpoint's directory.
+    pub fn image_dir(&self) -> PathBuf {
+        self.image_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("checkpoint"))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    #[arg(long)]
+    pub leave_running: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     pub id: String,
-    #[arg(long)]
-    pub image_path: Option<PathBuf>,
-    #[arg(long)]
-    pub work_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub criu: CriuArgs,
     #[arg(short, long)]
     pub bundle: Option<PathBuf>,
     #[arg(short, long)]
@@ -174,18 +193,6 @@ pub struct RestoreArgs {
     pub console_socket: Option<PathBuf>,
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// The checkpoint's own choice is used; accepted for compatibility.
-    #[arg(long)]
-    pub tcp_established: bool,
-    /// The checkpoint's own choice is used; accepted for compatibility.
-    #[arg(long)]
-    pub ext_unix_sk: bool,
-    /// The checkpoint's own choice is used; accepted for compatibility.
-    #[arg(long)]
-    pub file_locks: bool,
-    /// Accepted for compatibility (cgroups are restored softly).
-    #[arg(long)]
-    pub manage_cgroups_mode: Option<String>,
 }
 
 /// What `spec` writes: a minimal container running `sh` in `rootfs/`, close to runc's.
@@ -304,7 +311,7 @@ mod tests {
         ])
         .unwrap();
         assert!(
-            matches!(cli.command, Command::Checkpoint(ref a) if a.leave_running && a.tcp_established && a.file_locks)
+            matches!(cli.command, Command::Checkpoint(ref a) if a.leave_running && a.criu.tcp_established && a.criu.file_locks)
         );
         let cli = Cli::try_parse_from(["migrate-runc", "kill", "--all", "c1", "9"]).unwrap();
         assert!(

@@ -297,18 +297,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Checkpoint(a) => {
             let c = load(&rt, &a.id)?;
-            let dir = a
-                .image_path
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("checkpoint"));
+            let dir = a.criu.image_dir();
             let opts = CheckpointOpts {
                 leave_running: a.leave_running,
-                tcp_established: a.tcp_established,
-                ext_unix_sk: a.ext_unix_sk,
-                file_locks: a.file_locks,
+                tcp_established: a.criu.tcp_established,
+                ext_unix_sk: a.criu.ext_unix_sk,
+                file_locks: a.criu.file_locks,
             };
             c.checkpoint(&dir, opts).map_err(err)?;
-            copy_logs(&dir, &a.work_path);
+            copy_logs(&dir, &a.criu.work_path);
             if !a.leave_running {
                 // Like runc: a checkpointed (stopped) container is removed.
                 if let Ok(c) = rt.load(&a.id) {
@@ -317,10 +314,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Restore(a) => {
-            let dir = a
-                .image_path
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("checkpoint"));
+            let dir = a.criu.image_dir();
             let (stdio, console) = process_stdio(a.detach, spec_terminal(&dir), &a.console_socket)?;
             let opts = RestoreOpts {
                 stdio,
@@ -330,7 +324,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 ..Default::default()
             };
             let (c, _, _) = rt.restore(&dir, &a.id, opts).map_err(err)?;
-            copy_logs(&dir, &a.work_path);
+            copy_logs(&dir, &a.criu.work_path);
             let relay = relay(console)?;
             write_pid_file(&a.pid_file, c.pid())?;
             if !a.detach {

@@ -315,8 +315,7 @@ pub fn start_daemon(
     let criu = runtime::criu::Criu::locate().map_err(|e| chain(&e))?;
     let daemon = criu.lazy_pages(dir, end).map_err(|e| chain(&e))?;
     tracing::info!(move.id = %move_id, pid = daemon.pid().unwrap_or(0), "lazy-pages daemon ready");
-    journal(
-        agent,
+    let _ = agent.catalog.journal_step(
         move_id,
         MEMORY_FOLLOWS,
         "the lazy-pages daemon fetches the memory",
@@ -340,7 +339,11 @@ fn finish_daemon(agent: &Agent, move_id: &str) -> Result<(), String> {
         (None, None) => Err("the lazy-pages daemon never started".into()),
     };
     match &result {
-        Ok(()) => journal(agent, move_id, RESIDENT, "every page arrived"),
+        Ok(()) => {
+            let _ = agent
+                .catalog
+                .journal_step(move_id, RESIDENT, "every page arrived");
+        }
         Err(e) => stop_lost(agent, move_id, e),
     }
     lock(&agent.lazy).remove(move_id);
@@ -350,15 +353,6 @@ fn finish_daemon(agent: &Agent, move_id: &str) -> Result<(), String> {
 /// Journal steps of a lazy move on the target: the daemon started, every page arrived.
 const MEMORY_FOLLOWS: &str = "memory-follows";
 const RESIDENT: &str = "resident";
-
-fn journal(agent: &Agent, move_id: &str, step: &str, detail: &str) {
-    let _ = agent.catalog.journal(&crate::catalog::JournalEntry {
-        operation_id: move_id.to_string(),
-        step: step.into(),
-        detail: detail.into(),
-        unix_ms: crate::ops::now_ms(),
-    });
-}
 
 /// Target, at start (before containers are re-adopted): a lazy move whose memory was still
 /// arriving when this agent stopped lost its page source with it, and its daemon has exited:
@@ -470,8 +464,7 @@ pub fn stop_lost(agent: &Agent, move_id: &str, reason: &str) {
     }
     let _ = agent.catalog.delete_container(&id);
     // The source learns from this that its frozen copy is the only one left.
-    journal(
-        agent,
+    let _ = agent.catalog.journal_step(
         move_id,
         "aborted",
         &format!("lost its page source: {reason}"),

@@ -1700,12 +1700,9 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
             .remove(move_id);
         let _ = std::fs::remove_dir_all(move_dir(agent, move_id));
         if let Some(r) = &record {
-            let _ = agent.catalog.journal(&crate::catalog::JournalEntry {
-                operation_id: r.id.clone(),
-                step: "committed".into(),
-                detail: "source committed".into(),
-                unix_ms: crate::ops::now_ms(),
-            });
+            let _ = agent
+                .catalog
+                .journal_step(&r.id, "committed", "source committed");
         }
         return Ok(());
     }
@@ -1727,12 +1724,9 @@ pub fn finish(agent: &Arc<Agent>, move_id: &str, commit: bool) -> Result<(), Str
                 let _ = agent.catalog.delete_schedule(&rec.id);
             }
         }
-        let _ = agent.catalog.journal(&crate::catalog::JournalEntry {
-            operation_id: r.id.clone(),
-            step: "aborted".into(),
-            detail: "source aborted".into(),
-            unix_ms: crate::ops::now_ms(),
-        });
+        let _ = agent
+            .catalog
+            .journal_step(&r.id, "aborted", "source aborted");
     }
     let _ = std::fs::remove_dir_all(move_dir(agent, move_id));
     staged.drop_stage();

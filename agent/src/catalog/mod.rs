@@ -370,6 +370,16 @@ impl Catalog {
             .map_err(q("append journal"))
     }
 
+    /// Appends `step` with `detail` to an operation's journal, now.
+    pub fn journal_step(&self, operation_id: &str, step: &str, detail: &str) -> Result<()> {
+        self.journal(&JournalEntry {
+            operation_id: operation_id.to_string(),
+            step: step.to_string(),
+            detail: detail.to_string(),
+            unix_ms: crate::ops::now_ms(),
+        })
+    }
+
     /// The journal of an operation, oldest first.
     pub fn journal_of(&self, operation_id: &str) -> Result<Vec<JournalEntry>> {
         let conn = self.conn();

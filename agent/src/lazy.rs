@@ -79,13 +79,16 @@ impl Drop for Keeper {
 /// The source side: carries what CRIU's page server (the other end of `sock`) writes to the
 /// target and the daemon's requests back, until CRIU closes the socket and the target ends the
 /// relay with its stats. `relayed` counts the page bytes sent so far.
+///
+/// Returns once the target has the relay (its daemon can be started on it, so `Receive` may
+/// follow); the returned task carries the pages until the end.
 pub async fn relay_from_source(
     mut client: PeerClient<Channel>,
     to: String,
     move_id: String,
     sock: UnixStream,
     relayed: Arc<std::sync::atomic::AtomicU64>,
-) -> Result<LazyStats, String> {
+) -> Result<tokio::task::JoinHandle<Result<LazyStats, String>>, String> {
     sock.set_nonblocking(true)
         .map_err(|e| format!("page relay socket: {e}"))?;
     let sock =
@@ -132,33 +135,41 @@ pub async fn relay_from_source(
             }
         }
     });
-    let result = async {
-        let mut replies = client
-            .page_relay(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .map_err(|s| format!("page relay to {to}: {}", s.message()))?
-            .into_inner();
-        let mut stats = None;
-        while let Some(m) = replies
-            .message()
-            .await
-            .map_err(|s| format!("page relay to {to} broke: {}", s.message()))?
-        {
-            if !m.data.is_empty() {
-                to_criu
-                    .write_all(&m.data)
-                    .await
-                    .map_err(|e| format!("page relay: cannot write to criu: {e}"))?;
-            }
-            if m.stats.is_some() {
-                stats = m.stats;
-            }
+    // The call returns once the target has parked the daemon's end of the relay.
+    let mut replies = match client
+        .page_relay(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => {
+            reader.abort();
+            return Err(format!("page relay to {to}: {}", s.message()));
         }
-        stats.ok_or_else(|| format!("{to} ended the page relay before every page arrived"))
-    }
-    .await;
-    reader.abort();
-    result
+    };
+    Ok(tokio::spawn(async move {
+        let result = async {
+            let mut stats = None;
+            while let Some(m) = replies
+                .message()
+                .await
+                .map_err(|s| format!("page relay to {to} broke: {}", s.message()))?
+            {
+                if !m.data.is_empty() {
+                    to_criu
+                        .write_all(&m.data)
+                        .await
+                        .map_err(|e| format!("page relay: cannot write to criu: {e}"))?;
+                }
+                if m.stats.is_some() {
+                    stats = m.stats;
+                }
+            }
+            stats.ok_or_else(|| format!("{to} ended the page relay before every page arrived"))
+        }
+        .await;
+        reader.abort();
+        result
+    }))
 }
 
 /// The target side of `Peer.PageRelay`: parks the daemon's end for `Receive`, relays, and ends
@@ -176,6 +187,10 @@ pub async fn relay_to_target(
         return Err(Status::invalid_argument(
             "the page relay's first message must name the move",
         ));
+    }
+    if crate::moves::fault("lazy-relay-open-delay").is_some() {
+        // Test hook: a slow target must still have the relay before `Receive` comes.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| Status::internal(format!("socketpair: {e}")))?;
@@ -434,6 +449,12 @@ fn processes_whose_cmdline(matches: impl Fn(&str) -> bool) -> Vec<i32> {
 pub fn stop_lost(agent: &Agent, move_id: &str, reason: &str) {
     let (id, daemon) = {
         let mut lazy = lock(&agent.lazy);
+        if lazy.get(move_id).is_some_and(|l| l.container_id.is_none()) {
+            // Nothing landed yet (`Receive` never came): drop the parked end and the keeper,
+            // which ends the relay.
+            lazy.remove(move_id);
+            return;
+        }
         match lazy.get_mut(move_id) {
             Some(l) if l.lost.is_none() => {
                 l.lost = Some(reason.to_string());

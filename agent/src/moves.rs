@@ -538,18 +538,26 @@ async fn frozen_phase(
     let tail = match (lazy_dump, relay_end) {
         (Some(dump), Some(sock)) => {
             let relayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let relay = tokio::spawn(crate::lazy::relay_from_source(
+            let opened = crate::lazy::relay_from_source(
                 client.clone(),
                 to.to_string(),
                 op.id().to_string(),
                 sock,
                 relayed.clone(),
-            ));
-            Some(LazyTail {
-                dump,
-                relay,
-                relayed,
-            })
+            )
+            .await;
+            match opened {
+                Ok(relay) => Some(LazyTail {
+                    dump,
+                    relay,
+                    relayed,
+                }),
+                Err(e) => {
+                    // The socket is gone with the failed relay: the dump ends.
+                    let _ = dump.await;
+                    return Err(no(e));
+                }
+            }
         }
         _ => None,
     };

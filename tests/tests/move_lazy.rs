@@ -110,7 +110,11 @@ fn lazy_daemons() -> Vec<u32> {
 fn lazy_move_of_256_mib_keeps_memory_and_connection_and_opens_no_port() {
     let _serial = serial();
     migrate_tests::prereq::require_criu();
-    let hosts = TwoHosts::start();
+    let mut hosts = TwoHosts::start();
+    // host2 takes its time to set up the page relay: `Receive` must still find it.
+    hosts
+        .host2
+        .set_env("MIGRATE_FAULT", "lazy-relay-open-delay");
     let b = memory_bundle(256);
     let addr = start_web(&hosts, &b);
     let s = wait_for("the echo service", T, || {
@@ -153,11 +157,18 @@ fn lazy_move_of_256_mib_keeps_memory_and_connection_and_opens_no_port() {
             }
             (seen_daemon, problems)
         });
-        let out = hosts.host1.ok(&[
+        // `cli`, not `ok`: a panic here would leave the watcher running and the scope waiting.
+        let out = hosts.host1.cli(&[
             "move", "web", "--to", "host2", "--mode", "lazy", "--yes", "--output", "json",
         ]);
         done.store(true, Ordering::Relaxed);
         let (seen_daemon, problems) = watcher.join().unwrap();
+        assert!(
+            out.status.success(),
+            "the lazy move failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             seen_daemon,
             "never saw the lazy-pages daemon run during the move"
